@@ -1,0 +1,226 @@
+"""Prune a MetaGraphDef to the part of the graph that a few nodes need.
+
+A sub-network load keeps the transitive inputs (data and ``^control``) of the
+ops its spec binds, and whatever TensorFlow needs to rebuild the Python side of
+what survives:
+
+- for every kept variable, the ops its ``VariableDef`` names (initializer,
+  snapshot, initial value) and their inputs, so the collection entry can be
+  turned back into a ``tf.Variable``;
+- every op a kept op is colocated with (``_class: loc:@name``), because the
+  importer refuses a colocation with an op that is not in the graph;
+- all of a ``tf.cond`` / ``tf.while_loop`` context as soon as one of its ops is
+  kept, because the context object is rebuilt from its full list of values.
+
+Collections keep only the entries whose nodes all survive; the ``saver_def``
+and the ``savers`` collection are dropped (the save ops are not kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from google.protobuf.message import Message
+from tensorflow.core.protobuf import meta_graph_pb2
+
+try:  # Private, but present in every TensorFlow since 1.0.
+    from tensorflow.python.framework.ops import get_collection_proto_type as _proto_type_of
+except ImportError:  # pragma: no cover - fallback for a future TensorFlow
+    _proto_type_of = None
+
+__all__ = [
+    "collection_proto_type",
+    "node_name",
+    "node_refs",
+    "prune_meta_graph",
+    "required_nodes",
+]
+
+# Collections whose entries describe a control-flow context: kept whole or not at all.
+_CONTEXT_COLLECTIONS = frozenset({"cond_context", "while_context"})
+# Collections that describe savers of the full graph; their ops are never kept.
+_DROPPED_COLLECTIONS = frozenset({"savers"})
+_COLOCATION_PREFIX = b"loc:@"
+
+
+def node_name(ref: str) -> str:
+    """The node a tensor name, op name or control input refers to.
+
+    >>> node_name("^train/Adam"), node_name("tower_0/Relu:0"), node_name("w")
+    ('train/Adam', 'tower_0/Relu', 'w')
+    """
+    if ref.startswith("^"):
+        ref = ref[1:]
+    head, sep, tail = ref.rpartition(":")
+    return head if sep and tail.isdigit() else ref
+
+
+def collection_proto_type(key: str) -> type[Message] | None:
+    """The protocol buffer a ``bytes_list`` collection holds, if TensorFlow registered one."""
+    if _proto_type_of is None:  # pragma: no cover
+        return None
+    proto_type = _proto_type_of(key)
+    return proto_type if isinstance(proto_type, type) else None
+
+
+def _strings(message: Message) -> Iterator[str]:
+    """Every string anywhere in ``message``: the candidates for node references."""
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_STRING:
+            if isinstance(value, str):
+                yield value
+            else:
+                yield from value
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    if isinstance(key, str):
+                        yield key
+                    if isinstance(item, str):
+                        yield item
+                    elif isinstance(item, Message):
+                        yield from _strings(item)
+            elif isinstance(value, Message):
+                yield from _strings(value)
+            else:
+                for item in value:
+                    yield from _strings(item)
+
+
+def node_refs(message: Message, nodes: Any) -> list[str]:
+    """The nodes of ``nodes`` (a container of node names) that ``message`` names."""
+    refs = []
+    for text in _strings(message):
+        name = node_name(text)
+        if name in nodes:
+            refs.append(name)
+    return refs
+
+
+class _CollectionIndex:
+    """The node references of every proto-typed collection entry, parsed once."""
+
+    def __init__(self, meta_graph: meta_graph_pb2.MetaGraphDef, nodes: Any) -> None:
+        # key -> one list of node refs per entry (None: the entry is not a known proto)
+        self.entry_refs: dict[str, list[list[str]]] = {}
+        # variable op -> the ops its VariableDef names
+        self.variable_extras: dict[str, list[str]] = {}
+        # node -> indices into self.contexts of the control-flow contexts it belongs to
+        self.context_of: dict[str, list[int]] = {}
+        self.contexts: list[list[str]] = []
+        for key, collection in meta_graph.collection_def.items():
+            if collection.WhichOneof("kind") != "bytes_list" or key in _DROPPED_COLLECTIONS:
+                continue
+            proto_type = collection_proto_type(key)
+            if proto_type is None:
+                continue
+            refs_per_entry = []
+            for raw in collection.bytes_list.value:
+                proto = proto_type()
+                proto.ParseFromString(raw)
+                refs = node_refs(proto, nodes)
+                refs_per_entry.append(refs)
+                if key in _CONTEXT_COLLECTIONS:
+                    for ref in refs:
+                        self.context_of.setdefault(ref, []).append(len(self.contexts))
+                    self.contexts.append(refs)
+                variable_name = getattr(proto, "variable_name", None)
+                if isinstance(variable_name, str) and variable_name:
+                    self.variable_extras.setdefault(node_name(variable_name), []).extend(refs)
+            self.entry_refs[key] = refs_per_entry
+
+
+def _closure(nodes: dict[str, Any], seeds: Iterable[str], index: _CollectionIndex) -> set[str]:
+    kept: set[str] = set()
+    contexts_done: set[int] = set()
+    # A reference to a node that is not in the graph is skipped here and left
+    # for the importer (or binding validation) to report.
+    stack = [node_name(seed) for seed in seeds]
+    while stack:
+        name = stack.pop()
+        if name in kept or name not in nodes:
+            continue
+        kept.add(name)
+        node = nodes[name]
+        stack.extend(node_name(ref) for ref in node.input)
+        if "_class" in node.attr:
+            for target in node.attr["_class"].list.s:
+                if target.startswith(_COLOCATION_PREFIX):
+                    stack.append(target[len(_COLOCATION_PREFIX) :].decode("utf-8"))
+        stack.extend(index.variable_extras.get(name, ()))
+        for context in index.context_of.get(name, ()):
+            if context not in contexts_done:
+                contexts_done.add(context)
+                stack.extend(index.contexts[context])
+    return kept
+
+
+def required_nodes(meta_graph: meta_graph_pb2.MetaGraphDef, seeds: Iterable[str]) -> set[str]:
+    """The node names :func:`prune_meta_graph` keeps for ``seeds``."""
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    return _closure(nodes, seeds, _CollectionIndex(meta_graph, nodes))
+
+
+def prune_meta_graph(
+    meta_graph: meta_graph_pb2.MetaGraphDef, seeds: Iterable[str]
+) -> meta_graph_pb2.MetaGraphDef:
+    """A new MetaGraphDef holding only what ``seeds`` need (see the module docstring).
+
+    Args:
+      meta_graph: the full MetaGraphDef; it is not modified.
+      seeds: tensor names, op names or control inputs (``"^op"``) to keep.
+        Names that are not in the graph are ignored; binding validation reports them.
+
+    Returns:
+      A MetaGraphDef without ``saver_def``, ready for ``import_meta_graph``.
+    """
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    index = _CollectionIndex(meta_graph, nodes)
+    kept = _closure(nodes, seeds, index)
+
+    pruned = meta_graph_pb2.MetaGraphDef()
+    if meta_graph.HasField("meta_info_def"):
+        pruned.meta_info_def.CopyFrom(meta_graph.meta_info_def)
+    graph_def = pruned.graph_def
+    graph_def.versions.CopyFrom(meta_graph.graph_def.versions)
+    if meta_graph.graph_def.HasField("library"):
+        graph_def.library.CopyFrom(meta_graph.graph_def.library)
+    # Original order: the importer does not need it, but diffs and tests read better.
+    graph_def.node.extend(node for name, node in nodes.items() if name in kept)
+
+    for key, collection in meta_graph.collection_def.items():
+        if key in _DROPPED_COLLECTIONS:
+            continue
+        kind = collection.WhichOneof("kind")
+        target = pruned.collection_def[key]
+        if kind == "node_list":
+            target.node_list.value.extend(
+                v for v in collection.node_list.value if node_name(v) in kept
+            )
+        elif kind == "bytes_list" and key in index.entry_refs:
+            target.bytes_list.value.extend(
+                raw
+                for raw, refs in zip(
+                    collection.bytes_list.value, index.entry_refs[key], strict=True
+                )
+                if all(ref in kept for ref in refs)
+            )
+        else:
+            # Plain numbers, opaque bytes and Any protos name no nodes.
+            target.CopyFrom(collection)
+        if target.WhichOneof("kind") is None or not _has_values(target):
+            del pruned.collection_def[key]
+
+    for key, signature in meta_graph.signature_def.items():
+        if all(ref in kept for ref in node_refs(signature, nodes)):
+            pruned.signature_def[key].CopyFrom(signature)
+    for asset in meta_graph.asset_file_def:
+        if all(ref in kept for ref in node_refs(asset, nodes)):
+            pruned.asset_file_def.add().CopyFrom(asset)
+    return pruned
+
+
+def _has_values(collection: meta_graph_pb2.CollectionDef) -> bool:
+    kind = collection.WhichOneof("kind")
+    return kind is not None and len(getattr(collection, kind).value) > 0

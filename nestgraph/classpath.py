@@ -1,0 +1,167 @@
+"""Class path <-> class, and the policy deciding which class paths may be used.
+
+Policy (default deny; the caller sets it, a spec never can):
+
+* Without ``allow``, a class path resolves only when its module is already
+  imported and the class is a ``GraphConvertible`` subclass or ``@register``-ed.
+  Nothing is imported.
+* ``allow`` patterns (``"mypkg.*"``, ``"mypkg.models.Encoder"``, or the colon
+  form ``"mypkg.models:Encoder"``), matched against the dotted full name, let a
+  module be imported and any class in it be used.
+* Only classes are ever used, never functions, modules or builtins, and the
+  resolved class's real ``__module__`` and ``__qualname__`` must be the path
+  that was asked for and must pass the policy, so ``logging:os.system`` or a
+  re-exported class from an unallowed module cannot slip through.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from .errors import ClassNotAllowedError
+
+__all__ = [
+    "AllowPatterns",
+    "class_path_of",
+    "is_registered",
+    "normalize_allow",
+    "register",
+    "resolve_class",
+]
+
+T = TypeVar("T", bound=type)
+AllowPatterns = tuple[str, ...]
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+CLASS_PATH = re.compile(
+    rf"(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<qualname>{_IDENT}(?:\.{_IDENT})*)\Z"
+)
+
+# Classes added with @register, keyed by id so registration never keeps a class alive
+# longer than its module; the value holds the class itself for the identity check.
+_REGISTERED: dict[int, type] = {}
+# Bumped on every registration, so caches keyed on it (the walker's type table) refresh.
+registry_version = 0
+
+_REFUSED_MODULES = frozenset({"builtins", "__builtin__"})
+
+
+def register(cls: T) -> T:
+    """Allow ``cls`` to be walked and rebuilt without making it a ``GraphConvertible``.
+
+    Use as a decorator. Registering the same class again is harmless.
+
+    >>> @register
+    ... class Head:
+    ...     pass
+    """
+    global registry_version
+    if not isinstance(cls, type):
+        raise TypeError(f"register() takes a class, not {type(cls).__name__}")
+    _REGISTERED[id(cls)] = cls
+    registry_version += 1
+    return cls
+
+
+def is_registered(cls: type) -> bool:
+    return _REGISTERED.get(id(cls)) is cls
+
+
+def class_path_of(cls: type) -> str:
+    """``module:QualName`` for a class (a generic class keeps the path it came from)."""
+    original = cls.__dict__.get("__nestgraph_class__")
+    if isinstance(original, str):
+        return original
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def normalize_allow(allow: str | Iterable[str] | None) -> AllowPatterns:
+    """Allow patterns as a tuple of dotted-name glob patterns."""
+    if allow is None:
+        return ()
+    if isinstance(allow, str):
+        allow = [allow]
+    patterns = []
+    for pattern in allow:
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError(f"allow patterns must be non-empty strings, got {pattern!r}")
+        patterns.append(pattern.replace(":", "."))
+    return tuple(patterns)
+
+
+def _allowed(dotted: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(dotted, p) for p in patterns)
+
+
+def _how_to_allow(class_path: str) -> str:
+    module = class_path.split(":", 1)[0]
+    top = module.split(".", 1)[0]
+    return (
+        f"pass allow=[{class_path.replace(':', '.')!r}] or allow=[{top + '.*'!r}] if you "
+        "trust that code, or generic=True to get ng.Node objects instead"
+    )
+
+
+def resolve_class(class_path: str, allow: AllowPatterns = (), *, path: str | None = None) -> type:
+    """The class named by ``class_path``, if the policy lets it be used.
+
+    Raises ``ClassNotAllowedError`` (naming ``path``, the class path and how to
+    allow it) for anything refused or not found.
+    """
+
+    def refuse(why: str) -> ClassNotAllowedError:
+        return ClassNotAllowedError(
+            f"class {class_path!r} {why}; {_how_to_allow(class_path)}",
+            path=path,
+            class_path=class_path,
+        )
+
+    match = CLASS_PATH.match(class_path)
+    if match is None:
+        raise ClassNotAllowedError(
+            f"{class_path!r} is not a class path of the form 'package.module:QualName'",
+            path=path,
+            class_path=class_path,
+        )
+    module_name, qualname = match.group("module"), match.group("qualname")
+    dotted = f"{module_name}.{qualname}"
+    if module_name in _REFUSED_MODULES:
+        raise refuse("is a builtin, and builtins are never instantiated")
+    explicitly_allowed = _allowed(dotted, allow)
+
+    module = sys.modules.get(module_name)
+    if module is None:
+        # Import only to reach a class the caller allowed by name or pattern.
+        if not explicitly_allowed:
+            raise refuse(f"is not allowed: module {module_name!r} is not imported")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise refuse(f"cannot be imported ({exc})") from None
+
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise refuse(f"was not found: {module_name!r} has no attribute path {qualname!r}")
+    if not isinstance(obj, type):
+        raise refuse(f"is a {type(obj).__name__}, not a class; only classes are instantiated")
+    real = f"{obj.__module__}:{obj.__qualname__}"
+    if real != class_path:
+        raise refuse(f"resolves to {real!r}, which is defined elsewhere")
+    if obj.__module__ in _REFUSED_MODULES:
+        raise refuse("is a builtin, and builtins are never instantiated")
+    if explicitly_allowed or is_registered(obj) or _is_graph_convertible(obj):
+        return obj
+    raise refuse("is neither a GraphConvertible subclass nor registered with @ng.register")
+
+
+def _is_graph_convertible(cls: type) -> bool:
+    from .binding import GraphConvertible
+
+    return issubclass(cls, GraphConvertible)

@@ -1,0 +1,124 @@
+"""Exception hierarchy. Every error about one element carries its dotted path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BindingError",
+    "BundleError",
+    "ClassNotAllowedError",
+    "NestgraphError",
+    "Problem",
+    "SpecError",
+]
+
+ROOT_LABEL = "<root>"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: where (dotted path, optional line) and what is wrong."""
+
+    path: str | None
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = ROOT_LABEL if self.path == "" else self.path
+        if where is None:
+            return self.message if self.line is None else f"line {self.line}: {self.message}"
+        if self.line is not None:
+            where = f"{where} (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class NestgraphError(Exception):
+    """Base class of every error nestgraph raises on purpose.
+
+    ``path`` is the dotted path of the (first) element concerned, ``problems``
+    every finding when several were collected at once.
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        path: str | None = None,
+        problems: Sequence[Problem] = (),
+    ) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        if path is None and self.problems:
+            path = self.problems[0].path
+        self.path = path
+        if message is None:
+            message = _summarise(self.problems)
+        elif path is not None and not self.problems:
+            message = f"{ROOT_LABEL if path == '' else path}: {message}"
+        self.message = message
+        super().__init__(message)
+
+
+def _summarise(problems: Sequence[Problem]) -> str:
+    if len(problems) == 1:
+        return str(problems[0])
+    lines = [f"{len(problems)} problems:"]
+    lines.extend(f"  {p}" for p in problems)
+    return "\n".join(lines)
+
+
+class SpecError(NestgraphError, ValueError):
+    """A malformed spec, with the file and line where known."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        path: str | None = None,
+        problems: Sequence[Problem] = (),
+        source: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.source = source
+        self.line = line if line is not None else next((p.line for p in problems), None)
+        if message is not None and not problems:
+            where = []
+            if source is not None:
+                where.append(source)
+            if line is not None:
+                where.append(f"line {line}")
+            if where:
+                message = f"{', '.join(where)}: {message}"
+        elif source is not None and problems:
+            message = f"{source}: {_summarise(problems)}"
+        super().__init__(message, path=path, problems=problems)
+
+
+class BindingError(NestgraphError, LookupError):
+    """A name that is not in the graph, or that names an element of the wrong kind."""
+
+
+class ClassNotAllowedError(NestgraphError):
+    """A class path refused by the class-path policy."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        path: str | None = None,
+        problems: Sequence[Problem] = (),
+        class_path: str | None = None,
+    ) -> None:
+        self.class_path = class_path
+        super().__init__(message, path=path, problems=problems)
+
+
+class BundleError(NestgraphError):
+    """A bundle that is missing, truncated, corrupt or of another format version."""
+
+    def __init__(self, message: str, *, path: str | None = None, file: str | None = None) -> None:
+        self.file = file
+        if file is not None:
+            message = f"{file}: {message}"
+        super().__init__(message, path=path)

@@ -1,0 +1,148 @@
+"""The spec tree: plain data nodes that mirror the model's nesting.
+
+Leaves: ``Value`` (None, bool, int, float, str), ``Binding`` (one graph element
+by name), ``Sparse`` (a SparseTensor's three tensors), ``Ref`` (the object at
+another path: shared objects and cycles), ``Skipped`` (a field nestgraph cannot
+record, with the reason). Branches: ``ObjectNode``, ``NamedTupleNode``,
+``ListNode``, ``TupleNode``, ``DictNode``.
+
+``iter_nodes`` is the one traversal every consumer (flatten, bindings, rescope,
+closure computation) is built on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .paths import Key, PathTuple
+
+__all__ = [
+    "BINDING_KINDS",
+    "Binding",
+    "DictNode",
+    "ListNode",
+    "NamedTupleNode",
+    "Node",
+    "ObjectNode",
+    "Ref",
+    "Skipped",
+    "Sparse",
+    "TupleNode",
+    "Value",
+    "children",
+    "iter_nodes",
+    "map_leaves",
+]
+
+#: Kinds a ``Binding`` can have. A SparseTensor is its own node (``Sparse``).
+BINDING_KINDS = ("tensor", "op", "variable")
+SPARSE_PARTS = ("indices", "values", "dense_shape")
+
+Scalar = None | bool | int | float | str
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    value: Scalar
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sparse:
+    indices: str
+    values: str
+    dense_shape: str
+
+    def names(self) -> tuple[str, str, str]:
+        return (self.indices, self.values, self.dense_shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    #: Keys as written in the spec (strings); resolved against the tree on use.
+    target: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    reason: str
+
+
+@dataclass(slots=True, eq=True)
+class ObjectNode:
+    class_path: str
+    fields: dict[str, Node] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=True)
+class NamedTupleNode:
+    class_path: str
+    fields: dict[str, Node] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=True)
+class ListNode:
+    items: list[Node] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=True)
+class TupleNode:
+    items: list[Node] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=True)
+class DictNode:
+    items: dict[str, Node] = field(default_factory=dict)
+
+
+Leaf = Value | Binding | Sparse | Ref | Skipped
+Branch = ObjectNode | NamedTupleNode | ListNode | TupleNode | DictNode
+Node = Leaf | Branch
+
+
+def children(node: Node) -> Iterator[tuple[Key, Node]]:
+    """The direct children of a branch, in order (nothing for a leaf)."""
+    if isinstance(node, (ObjectNode, NamedTupleNode)):
+        yield from node.fields.items()
+    elif isinstance(node, DictNode):
+        yield from node.items.items()
+    elif isinstance(node, (ListNode, TupleNode)):
+        yield from enumerate(node.items)
+
+
+def iter_nodes(node: Node, path: PathTuple = ()) -> Iterator[tuple[PathTuple, Node]]:
+    """Every node below ``node`` (itself first), depth first, in document order.
+
+    Refs are yielded as they are, never followed: each node appears once.
+    Iterative, so a deep tree cannot exhaust the Python stack.
+    """
+    stack: list[tuple[PathTuple, Node]] = [(path, node)]
+    while stack:
+        here, current = stack.pop()
+        yield here, current
+        kids = list(children(current))
+        for key, child in reversed(kids):
+            stack.append(((*here, key), child))
+
+
+def map_leaves(node: Node, fn: Callable[[Node], Node]) -> Node:
+    """A copy of the tree with ``fn`` applied to every leaf (branches copied)."""
+    if isinstance(node, ObjectNode):
+        return ObjectNode(node.class_path, {k: map_leaves(v, fn) for k, v in node.fields.items()})
+    if isinstance(node, NamedTupleNode):
+        return NamedTupleNode(
+            node.class_path, {k: map_leaves(v, fn) for k, v in node.fields.items()}
+        )
+    if isinstance(node, DictNode):
+        return DictNode({k: map_leaves(v, fn) for k, v in node.items.items()})
+    if isinstance(node, ListNode):
+        return ListNode([map_leaves(v, fn) for v in node.items])
+    if isinstance(node, TupleNode):
+        return TupleNode([map_leaves(v, fn) for v in node.items])
+    return fn(node)

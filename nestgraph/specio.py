@@ -1,0 +1,52 @@
+"""save_spec / load_spec: a Spec as a YAML (or, by extension, JSON) file."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ._files import atomic_write, read_limited
+from ._yamlio import MAX_BYTES
+from .errors import SpecError
+from .spec import Spec
+
+__all__ = ["load_spec", "save_spec"]
+
+
+def _is_json(path: str) -> bool:
+    return path.lower().endswith(".json")
+
+
+def save_spec(spec: Spec, path: str | os.PathLike[str]) -> None:
+    """Write ``spec`` to ``path`` atomically: YAML, or JSON when the name ends in ``.json``."""
+    if not isinstance(spec, Spec):
+        raise TypeError(f"save_spec takes an ng.Spec, not {type(spec).__name__}")
+    path = os.fspath(path)
+    if _is_json(path):
+        text = json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = spec.to_yaml()
+    atomic_write(path, text.encode("utf-8"))
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Read and validate a spec file (YAML, or JSON when the name ends in ``.json``).
+
+    Raises ``SpecError`` naming the file (and line) for anything wrong with it.
+    """
+    path = os.fspath(path)
+    try:
+        data = read_limited(path, MAX_BYTES)
+    except FileNotFoundError:
+        raise SpecError("no such file", source=path) from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"cannot read: {exc}", source=path) from None
+    if not _is_json(path):
+        return Spec.from_yaml(data, source=path)
+    try:
+        tree = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"invalid JSON: {exc.msg}", source=path, line=exc.lineno) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text: {exc}", source=path) from None
+    return Spec.from_dict(tree, source=path)
