@@ -678,8 +678,7 @@ def _bind(
     classes = _resolve_classes(plan, classpath.normalize_allow(allow), generic)
     builder = _Builder(spec, elements, classes)
     if target is None:
-        root = builder.value(plan.start, plan.start_node)
-        return materialize(root)
+        return builder.value(plan.start, plan.start_node)
     if not isinstance(plan.start_node, ObjectNode):
         raise SpecError(
             "GraphConvertible.from_graph needs a spec whose root (or subtree) is an object",

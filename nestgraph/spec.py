@@ -57,7 +57,7 @@ __all__ = ["SPEC_VERSION", "BindingRecord", "Spec"]
 SPEC_VERSION = 1
 _HEADERS = ("class", "namedtuple", "dict", "tuple")
 _TOP_KEYS = frozenset({"nestgraph", "class", "fields", "root"})
-_NAME = re.compile(r"\S+\Z")
+_OP_NAME = re.compile(r"[^\s:]+\Z")
 _TENSOR_NAME = re.compile(r"\S+:\d+\Z")
 _LOOSE_CLASS_PATH = re.compile(r"[^\s:]+:[^\s:]+\Z")
 _MAX_REF_HOPS = 64
@@ -219,7 +219,7 @@ class _Reader:
         if kind == "skipped":
             return Skipped(rest)
         if kind in BINDING_KINDS:
-            pattern = _NAME if kind == "op" else _TENSOR_NAME
+            pattern = _OP_NAME if kind == "op" else _TENSOR_NAME
             if not pattern.match(rest):
                 hint = "an op name has no ':N'" if kind == "op" else "a tensor name ends in ':N'"
                 if kind == "op" and _TENSOR_NAME.match(rest):
@@ -346,8 +346,7 @@ class Spec:
         spec = cls(
             root if root is not None else Value(None), source=source, lines=reader.node_lines
         )
-        if not reader.problems:
-            reader.problems.extend(spec._ref_problems())
+        reader.problems.extend(spec._ref_problems())
         if reader.problems:
             raise SpecError(problems=reader.problems, source=source)
         return spec

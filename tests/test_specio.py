@@ -1,0 +1,84 @@
+"""save_spec / load_spec: YAML or JSON by extension, atomic, errors name the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+import nestgraph as ng
+from nestgraph import _files
+
+SPEC = ng.Spec.from_yaml(
+    "nestgraph: 1\nclass: p.m:Model\nfields:\n  x: tensor x:0\n  n: 3\n  s: str hi\n"
+)
+
+
+@pytest.mark.parametrize("name", ["model.yaml", "model.json", "model.yml"])
+def test_round_trip(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    ng.save_spec(SPEC, path)
+    assert ng.load_spec(path) == SPEC
+    assert ng.load_spec(str(path)) == SPEC
+    assert (
+        path.read_text()
+        .lstrip("{\n ")
+        .startswith('"nestgraph": 1' if name.endswith("json") else "nestgraph: 1")
+    )
+
+
+def test_in_memory_filesystem() -> None:
+    tf.io.gfile.makedirs("ram://specio")
+    ng.save_spec(SPEC, "ram://specio/model.yaml")
+    assert ng.load_spec("ram://specio/model.yaml") == SPEC
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ng.SpecError, match="nowhere.yaml: no such file"):
+        ng.load_spec("nowhere.yaml")
+
+
+def test_bad_json_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text('{\n  "nestgraph": 1,\n  "class": oops\n}\n')
+    with pytest.raises(ng.SpecError, match=r"m\.json, line 3: invalid JSON"):
+        ng.load_spec(path)
+
+
+def test_oversized_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("nestgraph: 1\n" + "#" * 100)
+    monkeypatch.setattr("nestgraph.specio.MAX_BYTES", 50)
+    with pytest.raises(ng.SpecError, match="big.yaml: cannot read: larger than the 50 byte limit"):
+        ng.load_spec(path)
+
+
+def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "model.yaml"
+    ng.save_spec(SPEC, path)
+    before = path.read_bytes()
+
+    def crash(fd: int) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    other = SPEC.rescope("x", "y")
+    with pytest.raises(OSError, match="disk on fire"):
+        ng.save_spec(other, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.yaml"]
+
+
+def test_save_needs_a_spec(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="takes an ng.Spec"):
+        ng.save_spec({"nestgraph": 1}, tmp_path / "x.yaml")  # type: ignore[arg-type]
+
+
+def test_read_limited_local_and_remote(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    assert _files.read_limited(path, 5) == b"12345"
+    with pytest.raises(ValueError, match="4 byte limit"):
+        _files.read_limited(path, 4)
