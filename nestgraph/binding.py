@@ -230,7 +230,13 @@ class _GraphIndex:
 
     def closest(self, kind: str, name: str) -> str | None:
         names, by_base = self._pool(kind)
-        pool = by_base.get(name.rsplit("/", 1)[-1]) or names
+        same_base = by_base.get(name.rsplit("/", 1)[-1])
+        if same_base:
+            # A forgotten or extra import scope: the same name under another prefix.
+            nested = [n for n in same_base if n.endswith("/" + name) or name.endswith("/" + n)]
+            if nested:
+                return min(nested, key=len)
+        pool = same_base or names
         found = difflib.get_close_matches(name, pool, n=1, cutoff=0.5)
         return found[0] if found else None
 
@@ -345,8 +351,12 @@ class _Plan:
     class_paths: dict[str, PathTuple]
 
 
-def _plan(spec: Spec, subtree: str | None) -> _Plan:
-    """The selected node plus everything reachable from it through refs."""
+def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _Plan:
+    """The selected node plus everything reachable from it through refs.
+
+    With ``existing_root`` the caller supplies the root object, so its class is
+    needed only if it also occurs deeper in the tree.
+    """
     start, start_node = spec.resolve(subtree if subtree is not None else ())
     leaves: list[tuple[PathTuple, SpecNode]] = []
     class_paths: dict[str, PathTuple] = {}
@@ -364,7 +374,8 @@ def _plan(spec: Spec, subtree: str | None) -> _Plan:
             continue
         visited.add(id(node))
         if isinstance(node, (ObjectNode, NamedTupleNode)):
-            class_paths.setdefault(node.class_path, path)
+            if not (existing_root and path == start):
+                class_paths.setdefault(node.class_path, path)
         kids = list(children(node))
         stack.extend(((*path, k), v) for k, v in reversed(kids))
     return _Plan(spec, start, start_node, leaves, class_paths)
@@ -670,7 +681,7 @@ def _bind(
     graph = _default_graph(graph)
     if subtree is not None:
         parse_path(subtree)  # a malformed path is a SpecError before any work
-    plan = _plan(spec, subtree)
+    plan = _plan(spec, subtree, existing_root=target is not None)
     findings, elements = _findings(plan, graph, _NameMap(import_scope, scope_map))
     bad = [f.problem() for f in findings if not f.ok]
     if bad:

@@ -77,7 +77,21 @@ def class_path_of(cls: type) -> str:
     original = cls.__dict__.get("__nestgraph_class__")
     if isinstance(original, str):
         return original
-    return f"{cls.__module__}:{cls.__qualname__}"
+    return f"{_module_name(cls.__module__)}:{cls.__qualname__}"
+
+
+def _main_spec_name() -> str | None:
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(main_spec, "name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def _module_name(module: str) -> str:
+    # Run as ``python -m pkg.mod``, classes of the main module are recorded under
+    # their importable name, so another process can find them.
+    if module == "__main__":
+        return _main_spec_name() or module
+    return module
 
 
 def normalize_allow(allow: str | Iterable[str] | None) -> AllowPatterns:
@@ -135,6 +149,8 @@ def resolve_class(class_path: str, allow: AllowPatterns = (), *, path: str | Non
     explicitly_allowed = _allowed(dotted, allow)
 
     module = sys.modules.get(module_name)
+    if module is None and module_name == _main_spec_name():
+        module = sys.modules["__main__"]  # this process runs that module as __main__
     if module is None:
         # Import only to reach a class the caller allowed by name or pattern.
         if not explicitly_allowed:
@@ -151,7 +167,7 @@ def resolve_class(class_path: str, allow: AllowPatterns = (), *, path: str | Non
             raise refuse(f"was not found: {module_name!r} has no attribute path {qualname!r}")
     if not isinstance(obj, type):
         raise refuse(f"is a {type(obj).__name__}, not a class; only classes are instantiated")
-    real = f"{obj.__module__}:{obj.__qualname__}"
+    real = f"{_module_name(obj.__module__)}:{obj.__qualname__}"
     if real != class_path:
         raise refuse(f"resolves to {real!r}, which is defined elsewhere")
     if obj.__module__ in _REFUSED_MODULES:

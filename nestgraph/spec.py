@@ -312,7 +312,9 @@ class Spec:
         version = data.get("nestgraph")
         if version is None:
             raise SpecError(
-                f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing",
+                f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing (for an "
+                "old flat {field: tensor_name} dict, write the spec again with ng.to_graph(model) "
+                "and ng.save_spec)",
                 source=source,
                 line=reader.line(()),
             )

@@ -242,9 +242,16 @@ def walk(model: Any, fields: Iterable[str] | Mapping[str, Any] | None = None) ->
     walker = _Walker()
     if fields is None:
         return walker.visit(model, (), 0)
+    from .binding import materialize
+
+    # Old usage passes the live model.__dict__: fill a lazily rebuilt object first,
+    # so the mapping holds the fields and not nestgraph's pending marker.
+    materialize(model)
     names = list(fields.keys() if isinstance(fields, Mapping) else fields)
     pairs = []
     for name in names:
+        if name in INTERNAL_ATTRS:
+            continue
         if not isinstance(name, str):
             raise NestgraphError(f"field names must be strings, got {name!r}")
         try:

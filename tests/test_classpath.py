@@ -107,3 +107,29 @@ def test_register_rejects_non_classes() -> None:
 def test_allow_patterns_must_be_strings() -> None:
     with pytest.raises(TypeError, match="non-empty strings"):
         normalize_allow([""])
+
+
+def test_main_module_run_with_dash_m_records_its_importable_name(tmp_path: Path) -> None:
+    import subprocess
+
+    pkg = tmp_path / "ngmain"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "run.py").write_text(
+        "import nestgraph as ng\n"
+        "class Kid(ng.GraphConvertible):\n    pass\n"
+        "class Root(ng.GraphConvertible):\n    pass\n"
+        "root = Root()\nroot.kid = Kid()\n"
+        "spec = ng.to_graph(root)\n"
+        "print(spec.to_dict()['fields']['kid']['class'])\n"
+        "again = ng.from_graph(spec, graph=object())\n"
+        "print(type(again.kid) is Kid)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "ngmain.run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["ngmain.run:Kid", "True"]
