@@ -373,9 +373,9 @@ def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _P
         if id(node) in visited:
             continue
         visited.add(id(node))
-        if isinstance(node, (ObjectNode, NamedTupleNode)):
-            if not (existing_root and path == start):
-                class_paths.setdefault(node.class_path, path)
+        supplied = existing_root and path == start
+        if isinstance(node, (ObjectNode, NamedTupleNode)) and not supplied:
+            class_paths.setdefault(node.class_path, path)
         kids = list(children(node))
         stack.extend(((*path, k), v) for k, v in reversed(kids))
     return _Plan(spec, start, start_node, leaves, class_paths)
