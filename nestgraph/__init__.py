@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .binding import CheckReport, Finding, GraphConvertible, Node, check, from_graph, to_graph
 from .classpath import register
 from .errors import (
@@ -21,6 +23,21 @@ from .spec import BindingRecord, Spec
 from .specio import load_spec, save_spec
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .bundle import dumps, export, export_saved_model, load, loads, save
+
+# Bundles need TensorFlow; specs do not. Import the bundle module on first use, so
+# reading, editing and diffing specs (and the CLI's spec commands) stay light.
+_BUNDLE_NAMES = frozenset({"dumps", "export", "export_saved_model", "load", "loads", "save"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUNDLE_NAMES:
+        from . import bundle
+
+        return getattr(bundle, name)
+    raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
 __all__ = [
     "BindingError",
@@ -37,9 +54,15 @@ __all__ = [
     "SpecError",
     "__version__",
     "check",
+    "dumps",
+    "export",
+    "export_saved_model",
     "from_graph",
+    "load",
     "load_spec",
+    "loads",
     "register",
+    "save",
     "save_spec",
     "to_graph",
 ]

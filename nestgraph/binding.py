@@ -315,8 +315,6 @@ def _lookup(
         op = index.op(graph_name)
         if op is not None:
             return op, graph_name, "", None
-        if index.tensor(graph_name + ":0")[0] is not None:
-            return None, graph_name, f"{graph_name!r} is an op", None
         return None, graph_name, f"no op {graph_name!r} in the graph{renamed}", "op"
     if kind == "variable":
         variable = index.variables().get(graph_name)

@@ -16,6 +16,7 @@ Policy (default deny; the caller sets it, a spec never can):
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import re
@@ -162,9 +163,17 @@ def resolve_class(class_path: str, allow: AllowPatterns = (), *, path: str | Non
 
     obj: Any = module
     for part in qualname.split("."):
-        obj = getattr(obj, part, None)
+        parent, obj = obj, getattr(obj, part, None)
         if obj is None:
-            raise refuse(f"was not found: {module_name!r} has no attribute path {qualname!r}")
+            close = difflib.get_close_matches(part, [n for n in dir(parent) if n[:1].isupper()], 1)
+            hint = f" (closest: {close[0]!r})" if close else ""
+            raise ClassNotAllowedError(
+                f"class {class_path!r} was not found: {module_name!r} has no attribute path "
+                f"{qualname!r}{hint}; fix the class path, or pass generic=True to get "
+                "ng.Node objects instead",
+                path=path,
+                class_path=class_path,
+            )
     if not isinstance(obj, type):
         raise refuse(f"is a {type(obj).__name__}, not a class; only classes are instantiated")
     real = f"{_module_name(obj.__module__)}:{obj.__qualname__}"

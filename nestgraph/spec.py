@@ -510,7 +510,11 @@ class Spec:
         canon, start = self.resolve(path)
         if not canon:
             return Spec(self.root, source=self.source, lines=self._lines)
-        return Spec(_Rerooter(self).copy(start, ()), source=self.source)
+        n = len(canon)
+        # Lines of the nodes inside the subtree carry over; objects copied in from
+        # outside it (through refs) have none.
+        lines = {p[n:]: line for p, line in self._lines.items() if p[:n] == canon}
+        return Spec(_Rerooter(self).copy(start, ()), source=self.source, lines=lines)
 
     def map_bindings(self, fn: Callable[[str, str], tuple[str, str]]) -> Spec:
         """A new Spec with ``fn(kind, name) -> (kind, name)`` applied to every binding.

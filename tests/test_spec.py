@@ -293,3 +293,12 @@ def test_random_trees_round_trip_through_yaml_and_json(root: ObjectNode) -> None
     assert ng.Spec.from_yaml(spec.to_yaml()) == spec
     assert ng.Spec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert spec.flatten() == ng.Spec.from_yaml(spec.to_yaml()).flatten()
+
+
+def test_subtree_keeps_the_lines_of_its_nodes(spec: ng.Spec) -> None:
+    assert spec.line_of(("heads", "a.b", "w")) == 25
+    head = spec.subtree('heads["a.b"]')
+    assert head.source == "model.yaml"
+    assert head.line_of(()) == 23
+    assert head.line_of(("w",)) == 25
+    assert head.line_of(("out",)) == 25
