@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import IO
 
-from ._files import atomic_write, read_limited
+from ._atomic import read_limited, write_atomic
 from ._yamlio import MAX_BYTES
 from .errors import SpecError
 from .spec import Spec
@@ -26,7 +27,12 @@ def save_spec(spec: Spec, path: str | os.PathLike[str]) -> None:
         text = json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n"
     else:
         text = spec.to_yaml()
-    atomic_write(path, text.encode("utf-8"))
+    data = text.encode("utf-8")
+
+    def write(out: IO[bytes]) -> None:
+        out.write(data)
+
+    write_atomic(path, write)
 
 
 def load_spec(path: str | os.PathLike[str]) -> Spec:

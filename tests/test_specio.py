@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import nestgraph as ng
-from nestgraph import _files
+from nestgraph import _atomic
 
 SPEC = ng.Spec.from_yaml(
     "nestgraph: 1\nclass: p.m:Model\nfields:\n  x: tensor x:0\n  n: 3\n  s: str hi\n"
@@ -79,6 +79,15 @@ def test_save_needs_a_spec(tmp_path: Path) -> None:
 def test_read_limited_local_and_remote(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"12345")
-    assert _files.read_limited(path, 5) == b"12345"
+    assert _atomic.read_limited(path, 5) == b"12345"
     with pytest.raises(ValueError, match="4 byte limit"):
-        _files.read_limited(path, 4)
+        _atomic.read_limited(path, 4)
+
+
+def test_saved_spec_gets_the_usual_file_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        ng.save_spec(SPEC, tmp_path / "m.yaml")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m.yaml").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,282 @@
+"""The bundle container: an uncompressed zip with a checksummed manifest.
+
+Layout, in this order::
+
+    manifest.json                  format, version, versions, checksums (first member)
+    graph.pb                       serialized MetaGraphDef
+    spec.yaml                      the nestgraph spec
+    checkpoint/<prefix>.index      TensorFlow checkpoint (absent in frozen bundles)
+    checkpoint/<prefix>.data-*     its data shards
+
+Members are stored, not compressed, so a reader never inflates untrusted data,
+and with a fixed timestamp, so the same content always gives the same bytes.
+This module knows nothing about TensorFlow: it packs and verifies bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from nestgraph.errors import BundleError
+
+__all__ = ["FORMAT", "VERSION", "BundleContents", "pack", "unpack"]
+
+FORMAT = "nestgraph-bundle"
+VERSION = 1
+
+MANIFEST = "manifest.json"
+GRAPH = "graph.pb"
+SPEC = "spec.yaml"
+CHECKPOINT_DIR = "checkpoint/"
+
+_MAX_MANIFEST_BYTES = 1 << 20
+_ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+_FILE_MODE = 0o644 << 16
+# A checkpoint file name: no directories, no dot-dot, nothing a file system could
+# misread; the checkpoint files are copied into a directory under this name.
+_CHECKPOINT_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_DATA_SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")
+
+_NOT_A_BUNDLE = "not a nestgraph bundle ({why})"
+_CORRUPT = "corrupt bundle: {why}"
+_TOO_NEW = (
+    "bundle format version {version} is newer than this nestgraph reads (version {ours}); "
+    "upgrade nestgraph to load it"
+)
+
+
+@dataclass(frozen=True)
+class BundleContents:
+    """The verified parts of a bundle.
+
+    ``checkpoint`` maps a file name (``model.index``, ``model.data-00000-of-00001``)
+    to its bytes; ``checkpoint_prefix`` is the prefix those names share, or None
+    for a bundle without variables (a frozen one).
+    """
+
+    graph: bytes
+    spec: bytes
+    checkpoint: Mapping[str, bytes] = field(default_factory=dict)
+    checkpoint_prefix: str | None = None
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+
+def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) -> None:
+    """Write ``contents`` as a bundle to the binary file ``out``.
+
+    ``versions`` adds ``{"nestgraph": ..., "tensorflow": ...}`` to the manifest.
+    """
+    members: list[tuple[str, bytes]] = [(GRAPH, contents.graph), (SPEC, contents.spec)]
+    if contents.checkpoint_prefix is not None:
+        _check_checkpoint_names(contents.checkpoint, contents.checkpoint_prefix, file=None)
+        members.extend(
+            (CHECKPOINT_DIR + name, data) for name, data in sorted(contents.checkpoint.items())
+        )
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        **versions,
+        "checkpoint_prefix": (
+            None
+            if contents.checkpoint_prefix is None
+            else CHECKPOINT_DIR + contents.checkpoint_prefix
+        ),
+        "parts": {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in members
+        },
+    }
+    manifest_bytes = json.dumps(manifest, indent=2).encode("utf-8") + b"\n"
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, data in [(MANIFEST, manifest_bytes), *members]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = _FILE_MODE
+            archive.writestr(info, data)
+
+
+def unpack(source: IO[bytes], file: str) -> BundleContents:
+    """Read and verify a bundle from the seekable binary file ``source``.
+
+    Every member's size and SHA-256 is checked against the manifest before its
+    bytes are returned. ``file`` names the bundle in error messages.
+
+    Raises:
+      BundleError: the data is not a bundle, is truncated or corrupt, lacks a
+        member, or was written by a newer format version.
+    """
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise BundleError(
+            _NOT_A_BUNDLE.format(why=f"truncated, or not a zip archive: {exc}"), file=file
+        ) from exc
+    with archive:
+        try:
+            return _unpack(archive, file)
+        except BundleError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+            raise BundleError(_CORRUPT.format(why=str(exc)), file=file) from exc
+
+
+def _unpack(archive: zipfile.ZipFile, file: str) -> BundleContents:
+    infos = archive.infolist()
+    if not infos or infos[0].filename != MANIFEST:
+        first = infos[0].filename if infos else "nothing"
+        why = f"its first member is {first!r}, not {MANIFEST!r}"
+        raise BundleError(_NOT_A_BUNDLE.format(why=why), file=file)
+    manifest = _read_manifest(archive, infos[0], file)
+    parts: Mapping[str, Any] = manifest["parts"]
+
+    by_name = {info.filename: info for info in infos[1:]}
+    if len(by_name) != len(infos) - 1:
+        raise BundleError(_CORRUPT.format(why="a member appears twice"), file=file)
+    missing = [name for name in parts if name not in by_name]
+    if missing:
+        why = f"missing member(s) listed in the manifest: {', '.join(missing)}"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    extra = [name for name in by_name if name not in parts]
+    if extra:
+        why = f"member(s) not listed in the manifest: {', '.join(extra)}"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+
+    data = {name: _read_member(archive, by_name[name], parts[name], file) for name in parts}
+
+    prefix_member = manifest["checkpoint_prefix"]
+    checkpoint = {
+        name[len(CHECKPOINT_DIR) :]: blob
+        for name, blob in data.items()
+        if name.startswith(CHECKPOINT_DIR)
+    }
+    prefix = None
+    if prefix_member is not None:
+        prefix = prefix_member[len(CHECKPOINT_DIR) :]
+        _check_checkpoint_names(checkpoint, prefix, file=file)
+    elif checkpoint:
+        why = "checkpoint files but no checkpoint_prefix in the manifest"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    return BundleContents(
+        graph=data[GRAPH],
+        spec=data[SPEC],
+        checkpoint=checkpoint,
+        checkpoint_prefix=prefix,
+        manifest=manifest,
+    )
+
+
+def _read_manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -> dict[str, Any]:
+    if info.file_size > _MAX_MANIFEST_BYTES or info.compress_type != zipfile.ZIP_STORED:
+        raise BundleError(_CORRUPT.format(why="implausible manifest.json"), file=file)
+    try:
+        manifest = json.loads(archive.read(info).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        why = f"manifest.json is not valid JSON: {exc}"
+        raise BundleError(_CORRUPT.format(why=why), file=file) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else manifest
+        why = f"manifest format is {got!r}, expected {FORMAT!r}"
+        raise BundleError(_NOT_A_BUNDLE.format(why=why), file=file)
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        why = f"manifest version {version!r} is not a format version"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    if version > VERSION:
+        raise BundleError(_TOO_NEW.format(version=version, ours=VERSION), file=file)
+    problems = _manifest_problems(manifest)
+    if problems:
+        why = "manifest.json " + "; ".join(problems)
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    return manifest
+
+
+def _manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
+    problems = []
+    parts = manifest.get("parts")
+    if not isinstance(parts, dict):
+        return ["has no 'parts' mapping"]
+    for required in (GRAPH, SPEC):
+        if required not in parts:
+            problems.append(f"lists no {required}")
+    for name, entry in parts.items():
+        checkpoint_file = name[len(CHECKPOINT_DIR) :] if name.startswith(CHECKPOINT_DIR) else ""
+        if name not in (GRAPH, SPEC) and not _CHECKPOINT_FILE.fullmatch(checkpoint_file):
+            problems.append(f"lists an unexpected member {name!r}")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not isinstance(entry.get("size"), int)
+        ):
+            problems.append(f"has no sha256/size for {name!r}")
+    prefix = manifest.get("checkpoint_prefix")
+    if prefix is not None and (
+        not isinstance(prefix, str)
+        or not prefix.startswith(CHECKPOINT_DIR)
+        or not _CHECKPOINT_FILE.fullmatch(prefix[len(CHECKPOINT_DIR) :])
+    ):
+        problems.append(f"has an invalid checkpoint_prefix {prefix!r}")
+    return problems
+
+
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: Mapping[str, Any], file: str
+) -> bytes:
+    name = info.filename
+    if info.compress_type != zipfile.ZIP_STORED:
+        why = f"member {name} is compressed; bundles store members uncompressed"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    if info.file_size != entry["size"]:
+        why = f"member {name} holds {info.file_size} bytes, the manifest says {entry['size']}"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    try:
+        data = archive.read(info)
+    except zipfile.BadZipFile as exc:
+        why = f"member {name} is damaged ({exc})"
+        raise BundleError(_CORRUPT.format(why=why), file=file) from exc
+    if len(data) != entry["size"]:
+        why = f"member {name} is truncated"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        why = f"checksum mismatch for member {name}"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
+    return data
+
+
+def _check_checkpoint_names(checkpoint: Mapping[str, bytes], prefix: str, file: str | None) -> None:
+    """The checkpoint is the prefix's index plus every one of its data shards."""
+    problems = []
+    if not _CHECKPOINT_FILE.fullmatch(prefix):
+        problems.append(f"invalid checkpoint prefix {prefix!r}")
+    shards: set[int] = set()
+    counts: set[int] = set()
+    for name in checkpoint:
+        if not _CHECKPOINT_FILE.fullmatch(name) or not name.startswith(prefix + "."):
+            problems.append(f"unexpected checkpoint file {name!r}")
+            continue
+        rest = name[len(prefix) :]
+        shard = _DATA_SHARD.fullmatch(rest)
+        if shard:
+            shards.add(int(shard.group(1)))
+            counts.add(int(shard.group(2)))
+        elif rest != ".index":
+            problems.append(f"unexpected checkpoint file {name!r}")
+    if prefix + ".index" not in checkpoint:
+        problems.append(f"no checkpoint index {CHECKPOINT_DIR}{prefix}.index")
+    if len(counts) > 1:
+        problems.append("checkpoint data shards disagree on their number")
+    elif counts:
+        (count,) = counts
+        absent = sorted(set(range(count)) - shards)
+        if absent:
+            names = ", ".join(f"{prefix}.data-{i:05d}-of-{count:05d}" for i in absent)
+            problems.append(f"missing checkpoint shard(s) {names}")
+    else:
+        problems.append("no checkpoint data shards")
+    if problems:
+        raise BundleError(_CORRUPT.format(why="; ".join(problems)), file=file)
