@@ -39,6 +39,7 @@ def __getattr__(name: str) -> Any:
         return getattr(bundle, name)
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
+
 __all__ = [
     "BindingError",
     "BindingRecord",

@@ -149,6 +149,11 @@ class Node(_LazyFields):
         self.__dict__["_nestgraph_class"] = class_path
         self.__dict__.update(fields)
 
+    @property
+    def nestgraph_class(self) -> str:
+        """The class path this object stands for (``module:QualName``)."""
+        return str(self.__dict__["_nestgraph_class"])
+
     def __repr__(self) -> str:
         materialize(self)
         shown = ", ".join(

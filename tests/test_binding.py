@@ -259,6 +259,7 @@ def test_unallowed_class_is_refused_and_generic_gives_nodes(graph: tf.Graph) -> 
     assert generic.thing.t is t
     assert generic.tup.v is t and generic.tup == (1, t)
     assert "test_binding:NotAllowed" in repr(generic.thing)
+    assert generic.thing.nestgraph_class == "test_binding:NotAllowed"
     assert ng.to_graph(generic) == spec  # a generic model writes the same spec back
 
 
