@@ -52,6 +52,8 @@ class NestgraphError(Exception):
         if path is None and self.problems:
             path = self.problems[0].path
         self.path = path
+        #: The message without the leading path, for callers that place it themselves.
+        self.detail = message if message is not None else _summarise(self.problems)
         if message is None:
             message = _summarise(self.problems)
         elif path is not None and not self.problems:

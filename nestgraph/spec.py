@@ -221,7 +221,7 @@ class _Reader:
         if kind in BINDING_KINDS:
             pattern = _OP_NAME if kind == "op" else _TENSOR_NAME
             if not pattern.match(rest):
-                hint = "an op name has no ':N'" if kind == "op" else "a tensor name ends in ':N'"
+                hint = "an op name has no ':N'" if kind == "op" else f"a {kind} name ends in ':N'"
                 if kind == "op" and _TENSOR_NAME.match(rest):
                     hint += f" (did you mean 'op {rest.rsplit(':', 1)[0]}' or 'tensor {rest}'?)"
                 self.fail(path, ypath, f"bad {kind} name {rest!r}: {hint}")
@@ -472,7 +472,7 @@ class Spec:
                 problems.append(
                     Problem(
                         where,
-                        f"ref {format_path(node.target)!r}: {exc.message}",
+                        f"ref {format_path(node.target)!r}: {exc.detail}",
                         self._lines.get(path),
                     )
                 )

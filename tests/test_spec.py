@@ -213,7 +213,7 @@ fields:
     with pytest.raises(ng.SpecError) as info:
         ng.Spec.from_yaml(text)
     message = str(info.value)
-    assert "b (line 5): ref 'nowhere': nowhere: no 'nowhere' here (object pkg:Model)" in message
+    assert "b (line 5): ref 'nowhere': no 'nowhere' here (object pkg:Model)" in message
     assert "c (line 6): ref 'a.v' points at a value; refs name objects and containers" in message
     assert "d (line 7): ref points at another ref ('e')" in message
     assert "f (line 9): ref 'a.v.deeper'" in message
