@@ -842,3 +842,43 @@ def test_refused_classes_fail_before_any_session_exists(
     with pytest.raises(ng.ClassNotAllowedError, match=r"benchmarks\._models:TowerModel"):
         loads(bundle_bytes)
     assert opened == []
+
+
+class _Part(ng.GraphConvertible):
+    pass
+
+
+class _Whole(ng.GraphConvertible):
+    pass
+
+
+def test_real_classes_shared_objects_and_cycles_come_back() -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        whole = _Whole()
+        whole.x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        whole.parts = []
+        for i in range(2):
+            part = _Part()
+            part.w = tf1.get_variable(f"part_{i}/w", [2, 2])
+            part.out = tf.matmul(whole.x, part.w, name=f"part_{i}/out")
+            part.owner = whole  # a cycle back to the root
+            whole.parts.append(part)
+        whole.best = whole.parts[1]  # a shared object
+        session = tf1.Session(graph=graph)
+        session.run(tf1.global_variables_initializer())
+    data = dumps(whole, session)
+    expected = session.run(whole.best.out, {whole.x: _x()[:, :2]})
+
+    again, loaded = loads(data)
+    assert type(again) is _Whole and type(again.parts[0]) is _Part
+    assert again.best is again.parts[1]
+    assert again.parts[0].owner is again
+    got = loaded.run(again.best.out, {again.x: _x()[:, :2]})
+    assert np.array_equal(got, expected)
+
+    part, part_session = loads(data, subtree="parts.1")
+    assert type(part) is _Part and part.owner.best is part
+    assert np.array_equal(part_session.run(part.w), session.run(whole.parts[1].w))
+    for s in (session, loaded, part_session):
+        s.close()
