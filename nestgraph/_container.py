@@ -101,11 +101,15 @@ def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) 
             archive.writestr(info, data)
 
 
-def unpack(source: IO[bytes], file: str) -> BundleContents:
+def unpack(source: IO[bytes], file: str, *, checkpoint: bool = True) -> BundleContents:
     """Read and verify a bundle from the seekable binary file ``source``.
 
     Every member's size and SHA-256 is checked against the manifest before its
-    bytes are returned. ``file`` names the bundle in error messages.
+    bytes are returned. ``file`` names the bundle in error messages. With
+    ``checkpoint=False`` the manifest and the member list are still verified in
+    full, but the checkpoint files (the bulk of a bundle) are neither read nor
+    hashed, and ``checkpoint`` comes back empty: for tools that only need the
+    spec and the graph.
 
     Raises:
       BundleError: the data is not a bundle, is truncated or corrupt, lacks a
@@ -119,14 +123,14 @@ def unpack(source: IO[bytes], file: str) -> BundleContents:
         ) from exc
     with archive:
         try:
-            return _unpack(archive, file)
+            return _unpack(archive, file, checkpoint)
         except BundleError:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
             raise BundleError(_CORRUPT.format(why=str(exc)), file=file) from exc
 
 
-def _unpack(archive: zipfile.ZipFile, file: str) -> BundleContents:
+def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> BundleContents:
     infos = archive.infolist()
     if not infos or infos[0].filename != MANIFEST:
         first = infos[0].filename if infos else "nothing"
@@ -147,12 +151,14 @@ def _unpack(archive: zipfile.ZipFile, file: str) -> BundleContents:
         why = f"member(s) not listed in the manifest: {', '.join(extra)}"
         raise BundleError(_CORRUPT.format(why=why), file=file)
 
-    data = {name: _read_member(archive, by_name[name], parts[name], file) for name in parts}
+    wanted = [n for n in parts if with_checkpoint or not n.startswith(CHECKPOINT_DIR)]
+    data = {name: _read_member(archive, by_name[name], parts[name], file) for name in wanted}
 
     prefix_member = manifest["checkpoint_prefix"]
+    # The names are checked either way; their bytes only when they were read.
     checkpoint = {
-        name[len(CHECKPOINT_DIR) :]: blob
-        for name, blob in data.items()
+        name[len(CHECKPOINT_DIR) :]: data.get(name, b"")
+        for name in parts
         if name.startswith(CHECKPOINT_DIR)
     }
     prefix = None
@@ -165,7 +171,7 @@ def _unpack(archive: zipfile.ZipFile, file: str) -> BundleContents:
     return BundleContents(
         graph=data[GRAPH],
         spec=data[SPEC],
-        checkpoint=checkpoint,
+        checkpoint=checkpoint if with_checkpoint else {},
         checkpoint_prefix=prefix,
         manifest=manifest,
     )

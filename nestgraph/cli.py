@@ -232,8 +232,9 @@ def _is_bundle(file: str) -> bool:
 
 
 def _read_bundle(file: str) -> BundleContents:
+    # The command line never needs the weights: skip reading and hashing them.
     with _open_local(file) as stream:
-        return unpack(stream, file)
+        return unpack(stream, file, checkpoint=False)
 
 
 def _read_input(file: str) -> _Input:

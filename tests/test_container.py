@@ -1,0 +1,62 @@
+"""The bundle container on its own: packing, and reading all of it or all but the weights."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+import nestgraph as ng
+from nestgraph._container import BundleContents, pack, unpack
+
+CONTENTS = BundleContents(
+    graph=b"graph bytes",
+    spec=b"nestgraph: 1\nclass: p:M\nfields: {}\n",
+    checkpoint={"model.index": b"index", "model.data-00000-of-00001": b"weights" * 1000},
+    checkpoint_prefix="model",
+)
+
+
+def _packed(contents: BundleContents = CONTENTS) -> bytes:
+    out = io.BytesIO()
+    pack(contents, out, {"nestgraph": "test", "tensorflow": "none"})
+    return out.getvalue()
+
+
+def _damage(data: bytes, member: str, replace: bytes | None) -> bytes:
+    """A copy of the bundle with one member's bytes replaced (or the member dropped)."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            blob = source.read(info)
+            if info.filename == member:
+                if replace is None:
+                    continue
+                blob = replace[: len(blob)].ljust(len(blob), b"x")
+            target.writestr(info, blob)
+    return out.getvalue()
+
+
+def test_round_trip() -> None:
+    again = unpack(io.BytesIO(_packed()), "b.ng")
+    assert again.graph == CONTENTS.graph and again.spec == CONTENTS.spec
+    assert dict(again.checkpoint) == dict(CONTENTS.checkpoint)
+    assert again.checkpoint_prefix == "model"
+
+
+def test_without_checkpoint_skips_the_weights_but_not_the_checks() -> None:
+    damaged_weights = _damage(_packed(), "checkpoint/model.data-00000-of-00001", b"evil")
+    with pytest.raises(ng.BundleError, match="b.ng: corrupt bundle: checksum mismatch"):
+        unpack(io.BytesIO(damaged_weights), "b.ng")
+    light = unpack(io.BytesIO(damaged_weights), "b.ng", checkpoint=False)
+    assert light.spec == CONTENTS.spec and light.checkpoint == {}
+
+    damaged_spec = _damage(_packed(), "spec.yaml", b"evil")
+    with pytest.raises(ng.BundleError, match="checksum mismatch for member spec.yaml"):
+        unpack(io.BytesIO(damaged_spec), "b.ng", checkpoint=False)
+
+    no_index = _damage(_packed(), "checkpoint/model.index", None)
+    with pytest.raises(ng.BundleError, match="missing member.*checkpoint/model.index"):
+        unpack(io.BytesIO(no_index), "b.ng", checkpoint=False)
