@@ -40,7 +40,7 @@ from .nodes import (
 from .nodes import Node as SpecNode
 from .paths import PathTuple, format_path, parse_path
 from .spec import Spec
-from .walker import INTERNAL_ATTRS, walk
+from .walker import INTERNAL_ATTRS, slot_names, walk
 
 __all__ = [
     "CheckReport",
@@ -351,7 +351,8 @@ class _Plan:
     start: PathTuple
     start_node: SpecNode
     leaves: list[tuple[PathTuple, SpecNode]]
-    class_paths: dict[str, PathTuple]
+    #: class path -> where it first occurs, and the node there
+    class_paths: dict[str, tuple[PathTuple, ObjectNode | NamedTupleNode]]
 
 
 def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _Plan:
@@ -362,7 +363,7 @@ def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _P
     """
     start, start_node = spec.resolve(subtree if subtree is not None else ())
     leaves: list[tuple[PathTuple, SpecNode]] = []
-    class_paths: dict[str, PathTuple] = {}
+    class_paths: dict[str, tuple[PathTuple, ObjectNode | NamedTupleNode]] = {}
     visited: set[int] = set()
     stack: list[tuple[PathTuple, SpecNode]] = [(start, start_node)]
     while stack:
@@ -378,7 +379,7 @@ def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _P
         visited.add(id(node))
         supplied = existing_root and path == start
         if isinstance(node, (ObjectNode, NamedTupleNode)) and not supplied:
-            class_paths.setdefault(node.class_path, path)
+            class_paths.setdefault(node.class_path, (path, node))
         kids = list(children(node))
         stack.extend(((*path, k), v) for k, v in reversed(kids))
     return _Plan(spec, start, start_node, leaves, class_paths)
@@ -573,7 +574,7 @@ class _Builder:
             obj.__dict__[_PENDING] = _Pending(self, path, rest)
 
     def set_fields(self, obj: Any, path: PathTuple, fields: dict[str, SpecNode]) -> None:
-        slots = _slot_names(type(obj))
+        slots = slot_names(type(obj))
         for key, node in fields.items():
             value = self.value((*path, key), node)
             # Write where the walker read from: the slot, or the instance dict (past any
@@ -594,21 +595,6 @@ def _can_be_lazy(obj: Any) -> bool:
 
 def _class_has(cls: type, name: str) -> bool:
     return any(name in klass.__dict__ for klass in cls.__mro__)
-
-
-_slot_cache: dict[type, frozenset[str]] = {}
-
-
-def _slot_names(cls: type) -> frozenset[str]:
-    found = _slot_cache.get(cls)
-    if found is None:
-        names: set[str] = set()
-        for klass in cls.__mro__:
-            slots = klass.__dict__.get("__slots__", ())
-            names.update((slots,) if isinstance(slots, str) else slots)
-        found = frozenset(names - {"__dict__", "__weakref__"})
-        _slot_cache[cls] = found
-    return found
 
 
 _generic_tuples: dict[tuple[str, tuple[str, ...]], type] = {}
@@ -633,7 +619,7 @@ def _resolve_classes(
 ) -> dict[str, type | None]:
     classes: dict[str, type | None] = {}
     refused: list[tuple[str, Problem]] = []
-    for class_path, path in plan.class_paths.items():
+    for class_path, (path, _) in plan.class_paths.items():
         try:
             classes[class_path] = classpath.resolve_class(class_path, allow)
         except ClassNotAllowedError as exc:
@@ -651,12 +637,11 @@ def _resolve_classes(
 def _check_shapes(plan: _Plan, classes: dict[str, type | None]) -> None:
     """An object node must not name a tuple class, nor a namedtuple node a plain class."""
     problems = []
-    for class_path, path in plan.class_paths.items():
+    for class_path, (path, node) in plan.class_paths.items():
         cls = classes.get(class_path)
         if cls is None:
             continue
         is_tuple = issubclass(cls, tuple)
-        _, node = plan.spec.resolve(tuple(str(k) for k in path))
         if isinstance(node, NamedTupleNode) and not is_tuple:
             problems.append(Problem(format_path(path), f"{class_path} is not a namedtuple class"))
         if isinstance(node, ObjectNode) and is_tuple:

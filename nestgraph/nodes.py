@@ -12,7 +12,7 @@ closure computation) is built on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .paths import Key, PathTuple
@@ -32,7 +32,6 @@ __all__ = [
     "Value",
     "children",
     "iter_nodes",
-    "map_leaves",
 ]
 
 #: Kinds a ``Binding`` can have. A SparseTensor is its own node (``Sparse``).
@@ -129,20 +128,3 @@ def iter_nodes(node: Node, path: PathTuple = ()) -> Iterator[tuple[PathTuple, No
         kids = list(children(current))
         for key, child in reversed(kids):
             stack.append(((*here, key), child))
-
-
-def map_leaves(node: Node, fn: Callable[[Node], Node]) -> Node:
-    """A copy of the tree with ``fn`` applied to every leaf (branches copied)."""
-    if isinstance(node, ObjectNode):
-        return ObjectNode(node.class_path, {k: map_leaves(v, fn) for k, v in node.fields.items()})
-    if isinstance(node, NamedTupleNode):
-        return NamedTupleNode(
-            node.class_path, {k: map_leaves(v, fn) for k, v in node.fields.items()}
-        )
-    if isinstance(node, DictNode):
-        return DictNode({k: map_leaves(v, fn) for k, v in node.items.items()})
-    if isinstance(node, ListNode):
-        return ListNode([map_leaves(v, fn) for v in node.items])
-    if isinstance(node, TupleNode):
-        return TupleNode([map_leaves(v, fn) for v in node.items])
-    return fn(node)

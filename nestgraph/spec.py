@@ -440,7 +440,7 @@ class Spec:
     ) -> tuple[PathTuple, Node]:
         node: Node = self.root
         canon: PathTuple = ()
-        for i, key in enumerate(keys):
+        for key in keys:
             if isinstance(node, Ref):
                 if hops <= 0:
                     raise SpecError("refs form a loop", path=format_path(canon))
@@ -450,7 +450,7 @@ class Spec:
             if step is None:
                 raise SpecError(
                     f"no {key!r} here ({_what(node)})",
-                    path=format_path((*canon, key)) if i else key,
+                    path=format_path((*canon, key)),
                 )
             canon = (*canon, step[0])
             node = step[1]

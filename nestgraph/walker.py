@@ -41,7 +41,7 @@ from .nodes import (
 )
 from .paths import Key, PathTuple, format_path
 
-__all__ = ["MAX_DEPTH", "object_fields", "walk"]
+__all__ = ["MAX_DEPTH", "object_fields", "slot_names", "walk"]
 
 #: Deepest nesting of objects and containers the walker (and the spec reader) accepts.
 MAX_DEPTH = 100
@@ -112,6 +112,23 @@ def _is_walkable_class(tp: type) -> bool:
     )
 
 
+_slot_cache: dict[type, tuple[str, ...]] = {}
+
+
+def slot_names(cls: type) -> tuple[str, ...]:
+    """The slots of ``cls`` and its bases, in definition order (no ``__dict__``/``__weakref__``)."""
+    found = _slot_cache.get(cls)
+    if found is None:
+        names: dict[str, None] = {}
+        for klass in cls.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            for slot in (slots,) if isinstance(slots, str) else slots:
+                if slot not in ("__dict__", "__weakref__"):
+                    names.setdefault(slot)
+        found = _slot_cache[cls] = tuple(names)
+    return found
+
+
 def object_fields(obj: Any) -> list[tuple[str, Any]]:
     """An object's fields in definition order: its ``__dict__``, then its slots."""
     from .binding import materialize
@@ -122,16 +139,13 @@ def object_fields(obj: Any) -> list[tuple[str, Any]]:
     if isinstance(instance_dict, dict):
         items.extend((k, v) for k, v in instance_dict.items() if k not in INTERNAL_ATTRS)
     seen = {k for k, _ in items}
-    for cls in type(obj).__mro__:
-        slots = cls.__dict__.get("__slots__", ())
-        for slot in (slots,) if isinstance(slots, str) else slots:
-            if slot in ("__dict__", "__weakref__") or slot in seen:
-                continue
-            seen.add(slot)
-            try:
-                items.append((slot, getattr(obj, slot)))
-            except AttributeError:
-                continue  # an unset slot holds nothing to record
+    for slot in slot_names(type(obj)):
+        if slot in seen:
+            continue
+        try:
+            items.append((slot, getattr(obj, slot)))
+        except AttributeError:
+            continue  # an unset slot holds nothing to record
     return items
 
 

@@ -302,3 +302,8 @@ def test_subtree_keeps_the_lines_of_its_nodes(spec: ng.Spec) -> None:
     assert head.line_of(()) == 23
     assert head.line_of(("w",)) == 25
     assert head.line_of(("out",)) == 25
+
+
+def test_resolve_quotes_an_awkward_first_key(spec: ng.Spec) -> None:
+    with pytest.raises(ng.SpecError, match=r'^\["a.b"\]: no \'a.b\' here'):
+        spec.resolve('["a.b"]')
