@@ -34,7 +34,7 @@ _BUNDLE_NAMES = frozenset({"dumps", "export", "export_saved_model", "load", "loa
 
 def __getattr__(name: str) -> Any:
     if name in _BUNDLE_NAMES:
-        from . import bundle
+        from .bundle import _api as bundle
 
         return getattr(bundle, name)
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")

@@ -204,8 +204,12 @@ def load_yaml(
                     raise ValueError("a spec is one YAML document; found a second '---'")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context
+        if "maximum nesting depth" in str(problem):
+            # libyaml >= 0.2.6 stops deep nesting itself, before our own bound sees it.
+            problem = f"nested deeper than {max_depth} levels"
         raise SpecError(
-            f"invalid YAML: {exc.problem or exc.context}",
+            f"invalid YAML: {problem}",
             source=source,
             line=mark.line + 1 if mark is not None else None,
         ) from None

@@ -30,20 +30,13 @@ from typing import IO, Any, TextIO
 
 from . import __version__
 from ._atomic import is_remote
-from ._container import BundleContents, unpack
+from .bundle._container import BundleContents, unpack
 from .errors import NestgraphError, SpecError
 from .nodes import (
     Binding,
-    DictNode,
-    ListNode,
-    NamedTupleNode,
     Node,
-    ObjectNode,
-    Ref,
-    Skipped,
     Sparse,
-    TupleNode,
-    Value,
+    describe,
     iter_nodes,
 )
 from .paths import PathTuple, format_path
@@ -300,30 +293,6 @@ def _scalar_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _describe(node: Node) -> tuple[str, str]:
-    """``(kind, detail)`` of one spec node, as ``show`` and ``diff`` print it."""
-    if isinstance(node, Binding):
-        return node.kind, node.name
-    if isinstance(node, Sparse):
-        return "sparse", " ".join(node.names())
-    if isinstance(node, ObjectNode):
-        return "object", node.class_path
-    if isinstance(node, NamedTupleNode):
-        return "namedtuple", node.class_path
-    if isinstance(node, (ListNode, TupleNode)):
-        kind = "list" if isinstance(node, ListNode) else "tuple"
-        return kind, f"{len(node.items)} item{'' if len(node.items) == 1 else 's'}"
-    if isinstance(node, DictNode):
-        return "dict", f"{len(node.items)} key{'' if len(node.items) == 1 else 's'}"
-    if isinstance(node, Value):
-        return "value", _scalar_text(node.value)
-    if isinstance(node, Ref):
-        return "ref", format_path(node.target) if node.target else ROOT_LABEL
-    if isinstance(node, Skipped):
-        return "skipped", node.reason
-    raise TypeError(f"not a spec node: {node!r}")
-
-
 def _table(rows: Sequence[Sequence[str]]) -> Iterator[str]:
     """Rows as aligned columns.
 
@@ -399,7 +368,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         types = _graph_types(graph, tf)
     rows = []
     for path, node in iter_nodes(top, start):
-        kind, detail = _describe(node)
+        kind, detail = describe(node)
         row = [_path_text(path), kind, detail]
         if types is not None:
             row.append(types(node))
@@ -462,7 +431,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _entries(spec: Spec) -> dict[str, tuple[str, str]]:
-    return {_path_text(path): _describe(node) for path, node in iter_nodes(spec.root)}
+    return {_path_text(path): describe(node) for path, node in iter_nodes(spec.root)}
 
 
 _CONTAINERS = frozenset({"list", "tuple", "dict"})

@@ -12,10 +12,12 @@ closure computation) is built on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .paths import Key, PathTuple
+from .errors import ROOT_LABEL
+from .paths import Key, PathTuple, format_path
 
 __all__ = [
     "BINDING_KINDS",
@@ -31,6 +33,7 @@ __all__ = [
     "TupleNode",
     "Value",
     "children",
+    "describe",
     "iter_nodes",
 ]
 
@@ -128,3 +131,31 @@ def iter_nodes(node: Node, path: PathTuple = ()) -> Iterator[tuple[PathTuple, No
         kids = list(children(current))
         for key, child in reversed(kids):
             stack.append(((*here, key), child))
+
+
+def describe(node: Node) -> tuple[str, str]:
+    """``(kind, detail)`` of one spec node, as ``show``, ``diff`` and ``summary`` print it.
+
+    >>> describe(Binding("tensor", "x:0"))
+    ('tensor', 'x:0')
+    """
+    if isinstance(node, Binding):
+        return node.kind, node.name
+    if isinstance(node, Sparse):
+        return "sparse", " ".join(node.names())
+    if isinstance(node, ObjectNode):
+        return "object", node.class_path
+    if isinstance(node, NamedTupleNode):
+        return "namedtuple", node.class_path
+    if isinstance(node, (ListNode, TupleNode)):
+        kind = "list" if isinstance(node, ListNode) else "tuple"
+        return kind, f"{len(node.items)} item{'' if len(node.items) == 1 else 's'}"
+    if isinstance(node, DictNode):
+        return "dict", f"{len(node.items)} key{'' if len(node.items) == 1 else 's'}"
+    if isinstance(node, Value):
+        return "value", json.dumps(node.value, ensure_ascii=False)
+    if isinstance(node, Ref):
+        return "ref", format_path(node.target) if node.target else ROOT_LABEL
+    if isinstance(node, Skipped):
+        return "skipped", node.reason
+    raise TypeError(f"not a spec node: {node!r}")

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 import nestgraph as ng
-from nestgraph._container import BundleContents, pack, unpack
+from nestgraph.bundle._container import BundleContents, pack, unpack
 
 CONTENTS = BundleContents(
     graph=b"graph bytes",

@@ -1,4 +1,4 @@
-"""Pruning a MetaGraphDef to what a few nodes need (nestgraph._metagraph)."""
+"""Pruning a MetaGraphDef to what a few nodes need (nestgraph.bundle._metagraph)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ import tensorflow as tf
 from tensorflow.core.framework import variable_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from nestgraph._metagraph import node_name, prune_meta_graph, replace_graph_def, required_nodes
+from nestgraph.bundle._metagraph import (
+    node_name,
+    prune_meta_graph,
+    replace_graph_def,
+    required_nodes,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._models import build_tower_model

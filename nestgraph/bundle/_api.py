@@ -29,9 +29,10 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from nestgraph import _atomic, _checkpoint, _metagraph
-from nestgraph._container import BundleContents, pack, unpack
+from nestgraph import _atomic
 from nestgraph.binding import check, from_graph, to_graph
+from nestgraph.bundle import _checkpoint, _metagraph
+from nestgraph.bundle._container import BundleContents, pack, unpack
 from nestgraph.errors import BindingError, BundleError, SpecError
 from nestgraph.nodes import Binding
 from nestgraph.spec import Spec
