@@ -245,7 +245,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "typo_check": str(typo_report),
         "typo_findings": [
             {"path": f.path, "status": f.status, "closest": f.closest, "line": f.line}
-            for f in typo_report.problems
+            for f in typo_report.findings
+            if not f.ok
         ],
         "binding_error": binding_error.message,
         "binding_error_path": binding_error.path,

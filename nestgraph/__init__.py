@@ -7,40 +7,49 @@
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-from .binding import CheckReport, Finding, GraphConvertible, Node, check, from_graph, to_graph
-from .classpath import register
+from ._objects import Node, materialize
+from .binding import CheckReport, Finding, check, from_graph
+from .convertible import GraphConvertible, to_graph
 from .errors import (
+    BindingAndClassError,
     BindingError,
     BundleError,
     ClassNotAllowedError,
     NestgraphError,
     Problem,
     SpecError,
+    WalkError,
 )
+from .registry import register, register_leaf
 from .spec import BindingRecord, Spec
 from .specio import load_spec, save_spec
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("nestgraph")
+except _metadata.PackageNotFoundError:  # a source checkout that is not installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .bundle import dumps, export, export_saved_model, load, loads, save
 
-# Bundles need TensorFlow; specs do not. Import the bundle module on first use, so
+# Bundles need TensorFlow; specs do not. Import the bundle layer on first use, so
 # reading, editing and diffing specs (and the CLI's spec commands) stay light.
 _BUNDLE_NAMES = frozenset({"dumps", "export", "export_saved_model", "load", "loads", "save"})
 
 
 def __getattr__(name: str) -> Any:
     if name in _BUNDLE_NAMES:
-        from .bundle import _api as bundle
+        from . import bundle
 
         return getattr(bundle, name)
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
 
 __all__ = [
+    "BindingAndClassError",
     "BindingError",
     "BindingRecord",
     "BundleError",
@@ -53,6 +62,7 @@ __all__ = [
     "Problem",
     "Spec",
     "SpecError",
+    "WalkError",
     "__version__",
     "check",
     "dumps",
@@ -62,7 +72,9 @@ __all__ = [
     "load",
     "load_spec",
     "loads",
+    "materialize",
     "register",
+    "register_leaf",
     "save",
     "save_spec",
     "to_graph",

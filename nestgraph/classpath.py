@@ -22,20 +22,18 @@ import importlib
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from .errors import ClassNotAllowedError
+from .registry import is_trusted
 
 __all__ = [
     "AllowPatterns",
     "class_path_of",
-    "is_registered",
     "normalize_allow",
-    "register",
     "resolve_class",
 ]
 
-T = TypeVar("T", bound=type)
 AllowPatterns = tuple[str, ...]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -43,34 +41,7 @@ CLASS_PATH = re.compile(
     rf"(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<qualname>{_IDENT}(?:\.{_IDENT})*)\Z"
 )
 
-# Classes added with @register, keyed by id so registration never keeps a class alive
-# longer than its module; the value holds the class itself for the identity check.
-_REGISTERED: dict[int, type] = {}
-# Bumped on every registration, so caches keyed on it (the walker's type table) refresh.
-registry_version = 0
-
 _REFUSED_MODULES = frozenset({"builtins", "__builtin__"})
-
-
-def register(cls: T) -> T:
-    """Allow ``cls`` to be walked and rebuilt without making it a ``GraphConvertible``.
-
-    Use as a decorator. Registering the same class again is harmless.
-
-    >>> @register
-    ... class Head:
-    ...     pass
-    """
-    global registry_version
-    if not isinstance(cls, type):
-        raise TypeError(f"register() takes a class, not {type(cls).__name__}")
-    _REGISTERED[id(cls)] = cls
-    registry_version += 1
-    return cls
-
-
-def is_registered(cls: type) -> bool:
-    return _REGISTERED.get(id(cls)) is cls
 
 
 def class_path_of(cls: type) -> str:
@@ -181,12 +152,6 @@ def resolve_class(class_path: str, allow: AllowPatterns = (), *, path: str | Non
         raise refuse(f"resolves to {real!r}, which is defined elsewhere")
     if obj.__module__ in _REFUSED_MODULES:
         raise refuse("is a builtin, and builtins are never instantiated")
-    if explicitly_allowed or is_registered(obj) or _is_graph_convertible(obj):
+    if explicitly_allowed or is_trusted(obj):
         return obj
     raise refuse("is neither a GraphConvertible subclass nor registered with @ng.register")
-
-
-def _is_graph_convertible(cls: type) -> bool:
-    from .binding import GraphConvertible
-
-    return issubclass(cls, GraphConvertible)

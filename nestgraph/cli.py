@@ -32,13 +32,7 @@ from . import __version__
 from ._atomic import is_remote
 from .bundle._container import BundleContents, unpack
 from .errors import NestgraphError, SpecError
-from .nodes import (
-    Binding,
-    Node,
-    Sparse,
-    describe,
-    iter_nodes,
-)
+from .nodes import Leaf, SpecNode, describe, iter_nodes
 from .paths import PathTuple, format_path
 from .spec import Spec
 from .specio import load_spec, save_spec
@@ -316,7 +310,7 @@ def _table(rows: Sequence[Sequence[str]]) -> Iterator[str]:
 # --------------------------------------------------------------------------- show
 
 
-def _graph_types(graph: Any, tf: Any) -> Callable[[Node], str]:
+def _graph_types(graph: Any, tf: Any) -> Callable[[SpecNode], str]:
     """A function giving the dtype and shape (or op type) a binding has in ``graph``."""
     variables: dict[str, Any] = {}
     for key in graph.get_all_collection_keys():
@@ -333,20 +327,23 @@ def _graph_types(graph: Any, tf: Any) -> Callable[[Node], str]:
         except (KeyError, ValueError):
             return None
 
-    def describe(node: Node) -> str:
-        if isinstance(node, Binding) and node.kind == "op":
+    def describe(node: SpecNode) -> str:
+        if not isinstance(node, Leaf) or not node.names:
+            return ""
+        name = node.names[0]
+        if node.kind == "op":
             try:
-                return f"[{graph.get_operation_by_name(node.name).type}]"
+                return f"[{graph.get_operation_by_name(name).type}]"
             except (KeyError, ValueError):
                 return "<not in the graph>"
-        if isinstance(node, Binding) and node.kind == "variable" and node.name in variables:
-            variable = variables[node.name]
+        if node.kind == "variable" and name in variables:
+            variable = variables[name]
             return typed(variable.dtype, variable.shape)
-        if isinstance(node, Binding):
-            found = tensor(node.name)
+        if node.kind in ("tensor", "variable"):
+            found = tensor(name)
             return "<not in the graph>" if found is None else typed(found.dtype, found.shape)
-        if isinstance(node, Sparse):
-            values, dense_shape = tensor(node.values), tensor(node.dense_shape)
+        if node.kind == "sparse":
+            values, dense_shape = tensor(node.names[1]), tensor(node.names[2])
             if values is None or dense_shape is None:
                 return "<not in the graph>"
             rank = dense_shape.shape[0] if dense_shape.shape.rank == 1 else None
@@ -360,7 +357,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     source = _read_input(args.input)
     with _about(source.file):
         start, top = source.spec.resolve(args.subtree if args.subtree is not None else ())
-    types: Callable[[Node], str] | None = None
+    types: Callable[[SpecNode], str] | None = None
     if source.bundle is not None and not args.no_types:
         tf = _tensorflow(args.debug)
         with _tensorflow_work("reading the bundle's graph", args.debug):

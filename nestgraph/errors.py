@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "BindingAndClassError",
     "BindingError",
     "BundleError",
     "ClassNotAllowedError",
     "NestgraphError",
     "Problem",
     "SpecError",
+    "WalkError",
+    "format_problem",
 ]
 
 ROOT_LABEL = "<root>"
@@ -19,7 +22,12 @@ ROOT_LABEL = "<root>"
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding: where (dotted path, optional line) and what is wrong."""
+    """One finding: where (dotted path, optional line) and what is wrong.
+
+    The one record of a problem everywhere: on errors (``err.problems``) and on
+    ``CheckReport.problems``. ``str()`` gives ``path (line N): message``;
+    :func:`format_problem` gives the compiler-style ``file:line: path: message``.
+    """
 
     path: str | None
     message: str
@@ -32,6 +40,20 @@ class Problem:
         if self.line is not None:
             where = f"{where} (line {self.line})"
         return f"{where}: {self.message}"
+
+
+def format_problem(problem: Problem, file: str | None = None) -> str:
+    """``file:line: path: message``, the form editors jump to (parts that are unknown are left out).
+
+    >>> format_problem(Problem("heads.cls.w", "no variable 'w:0' in the graph", 20), "m.yaml")
+    "m.yaml:20: heads.cls.w: no variable 'w:0' in the graph"
+    """
+    where = [part for part in (file, None if problem.line is None else str(problem.line)) if part]
+    parts = [":".join(where)] if where else []
+    if problem.path is not None:
+        parts.append(ROOT_LABEL if problem.path == "" else problem.path)
+    parts.append(problem.message)
+    return ": ".join(parts)
 
 
 class NestgraphError(Exception):
@@ -47,7 +69,10 @@ class NestgraphError(Exception):
         *,
         path: str | None = None,
         problems: Sequence[Problem] = (),
+        file: str | None = None,
     ) -> None:
+        #: The file (spec, bundle or meta graph) the error concerns, when there is one.
+        self.file = file
         self.problems: tuple[Problem, ...] = tuple(problems)
         if path is None and self.problems:
             path = self.problems[0].path
@@ -82,7 +107,6 @@ class SpecError(NestgraphError, ValueError):
         source: str | None = None,
         line: int | None = None,
     ) -> None:
-        self.source = source
         self.line = line if line is not None else next((p.line for p in problems), None)
         if message is not None and not problems:
             where = []
@@ -94,7 +118,16 @@ class SpecError(NestgraphError, ValueError):
                 message = f"{', '.join(where)}: {message}"
         elif source is not None and problems:
             message = f"{source}: {_summarise(problems)}"
-        super().__init__(message, path=path, problems=problems)
+        super().__init__(message, path=path, problems=problems, file=source)
+
+    @property
+    def source(self) -> str | None:
+        """The spec's file (``file``; the name ``Spec.from_yaml(source=...)`` takes)."""
+        return self.file
+
+
+class WalkError(NestgraphError, ValueError):
+    """A model that cannot be walked (nesting too deep, a field that does not exist)."""
 
 
 class BindingError(NestgraphError, LookupError):
@@ -116,11 +149,17 @@ class ClassNotAllowedError(NestgraphError):
         super().__init__(message, path=path, problems=problems)
 
 
+class BindingAndClassError(BindingError, ClassNotAllowedError):
+    """Names that do not bind and classes the policy refuses, found in one pass.
+
+    Raised when both kinds of problem occur, so either ``except`` clause catches it.
+    """
+
+
 class BundleError(NestgraphError):
     """A bundle that is missing, truncated, corrupt or of another format version."""
 
     def __init__(self, message: str, *, path: str | None = None, file: str | None = None) -> None:
-        self.file = file
         if file is not None:
             message = f"{file}: {message}"
-        super().__init__(message, path=path)
+        super().__init__(message, path=path, file=file)

@@ -1,65 +1,37 @@
-"""``Spec``: the spec tree plus its dict form, validation and tree operations.
+"""``Spec``: a model's structure as a value, and the tree operations on it.
 
-This module never touches TensorFlow; YAML text goes through ``_yamlio``.
-
-Dict form (what ``to_dict`` returns and YAML shows), version 1::
-
-    nestgraph: 1                      # format version, always first
-    class: pkg.module:Model           # root object's class path ...
-    fields:                           # ... and its fields, in the model's order
-      x: tensor inputs/x:0            # a binding: "<kind> <graph name>"
-      lr: 0.001                       # null / bool / int / float: the value itself
-      name: str my model              # a string value always starts with "str "
-      layers:                         # a list is a YAML sequence
-        - class: pkg.module:Dense
-          fields: {w: variable enc/w:0, out: tensor enc/Relu:0}
-      heads: {dict: {cls: ...}}       # a dict: {dict: {...}}; a tuple: {tuple: [...]}
-      pair: {namedtuple: pkg:Pair, fields: {a: ..., b: ...}}
-      best: ref layers.0              # the object first written at that path
-      sess: skipped <why>             # recorded as skipped; rebuilt as None
-
-A root that is not an object is written under ``root:`` instead of
-``class``/``fields``. Every string scalar starts with its kind (``tensor``,
-``op``, ``variable``, ``sparse``, ``ref``, ``str``, ``skipped``), so a plain
-string can never be mistaken for a binding.
+This module never touches TensorFlow; the dict form is ``_codec``'s, YAML text
+goes through ``_yamlio``. Specs are values: every operation returns a new
+``Spec``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from . import _codec, registry
+from ._codec import SPEC_VERSION
 from .errors import Problem, SpecError
 from .nodes import (
-    BINDING_KINDS,
-    SPARSE_PARTS,
-    Binding,
-    DictNode,
+    Leaf,
     ListNode,
-    NamedTupleNode,
-    Node,
     ObjectNode,
     Ref,
     Skipped,
-    Sparse,
+    SpecNode,
     TupleNode,
-    Value,
     children,
+    describe,
+    is_branch,
     iter_nodes,
+    rebuild,
 )
 from .paths import Key, PathTuple, format_path, parse_path
-from .walker import MAX_DEPTH
 
-__all__ = ["SPEC_VERSION", "BindingRecord", "Spec"]
+__all__ = ["SPEC_VERSION", "BindingRecord", "Spec", "leaf_parts"]
 
-SPEC_VERSION = 1
-_HEADERS = ("class", "namedtuple", "dict", "tuple")
-_TOP_KEYS = frozenset({"nestgraph", "class", "fields", "root"})
-_OP_NAME = re.compile(r"[^\s:]+\Z")
-_TENSOR_NAME = re.compile(r"\S+:\d+\Z")
-_LOOSE_CLASS_PATH = re.compile(r"[^\s:]+:[^\s:]+\Z")
 _MAX_REF_HOPS = 64
 
 
@@ -72,189 +44,15 @@ class BindingRecord:
     name: str
 
 
-# --------------------------------------------------------------------------- encode
-
-
-def _encode(node: Node) -> Any:
-    if isinstance(node, Value):
-        return f"str {node.value}" if isinstance(node.value, str) else node.value
-    if isinstance(node, Binding):
-        return f"{node.kind} {node.name}"
-    if isinstance(node, Sparse):
-        return f"sparse {node.indices} {node.values} {node.dense_shape}"
-    if isinstance(node, Ref):
-        return "ref " + (format_path(node.target) if node.target else ".")
-    if isinstance(node, Skipped):
-        return f"skipped {node.reason}"
-    if isinstance(node, ObjectNode):
-        return {"class": node.class_path, "fields": {k: _encode(v) for k, v in node.fields.items()}}
-    if isinstance(node, NamedTupleNode):
-        return {
-            "namedtuple": node.class_path,
-            "fields": {k: _encode(v) for k, v in node.fields.items()},
-        }
-    if isinstance(node, ListNode):
-        return [_encode(v) for v in node.items]
-    if isinstance(node, TupleNode):
-        return {"tuple": [_encode(v) for v in node.items]}
-    if isinstance(node, DictNode):
-        return {"dict": {k: _encode(v) for k, v in node.items.items()}}
-    raise TypeError(f"not a spec node: {node!r}")
-
-
-# --------------------------------------------------------------------------- decode
-
-
-class _Reader:
-    """Dict form -> node tree, collecting every problem with its path and line."""
-
-    def __init__(self, yaml_lines: Mapping[tuple[Any, ...], int] | None) -> None:
-        self.problems: list[Problem] = []
-        self.yaml_lines = yaml_lines
-        self.node_lines: dict[PathTuple, int] = {}
-
-    def line(self, ypath: tuple[Any, ...]) -> int | None:
-        if not self.yaml_lines:
-            return None
-        while True:
-            found = self.yaml_lines.get(ypath)
-            if found is not None or not ypath:
-                return found
-            ypath = ypath[:-1]
-
-    def fail(self, path: PathTuple, ypath: tuple[Any, ...], message: str) -> None:
-        self.problems.append(Problem(format_path(path), message, self.line(ypath)))
-
-    def node(self, data: Any, path: PathTuple, ypath: tuple[Any, ...], depth: int) -> Node | None:
-        if self.yaml_lines:
-            line = self.line(ypath)
-            if line is not None:
-                self.node_lines[path] = line
-        if depth > MAX_DEPTH:
-            self.fail(path, ypath, f"nested deeper than {MAX_DEPTH} levels")
-            return None
-        if isinstance(data, str):
-            return self.scalar_string(data, path, ypath)
-        if data is None or isinstance(data, (bool, int, float)):
-            return Value(data)
-        if isinstance(data, list):
-            return ListNode(self.items(data, path, ypath, depth))
-        if isinstance(data, dict):
-            return self.mapping(data, path, ypath, depth)
-        self.fail(path, ypath, f"unsupported value of type {type(data).__name__}")
-        return None
-
-    def items(
-        self, data: list[Any], path: PathTuple, ypath: tuple[Any, ...], depth: int
-    ) -> list[Node]:
-        out: list[Node] = []
-        for i, item in enumerate(data):
-            child = self.node(item, (*path, i), (*ypath, i), depth + 1)
-            out.append(child if child is not None else Value(None))
-        return out
-
-    def fields(
-        self, data: Any, path: PathTuple, ypath: tuple[Any, ...], depth: int, what: str
-    ) -> dict[str, Node]:
-        if not isinstance(data, dict):
-            self.fail(path, ypath, f"{what} must be a mapping, not {_type_name(data)}")
-            return {}
-        out: dict[str, Node] = {}
-        for key, value in data.items():
-            if not isinstance(key, str):
-                self.fail(path, ypath, f"key {key!r} must be a string (quote it in YAML)")
-                continue
-            child = self.node(value, (*path, key), (*ypath, key), depth + 1)
-            if child is not None:
-                out[key] = child
-        return out
-
-    def mapping(
-        self, data: dict[Any, Any], path: PathTuple, ypath: tuple[Any, ...], depth: int
-    ) -> Node | None:
-        headers = [h for h in _HEADERS if h in data]
-        if len(headers) != 1:
-            found = "none" if not headers else " and ".join(repr(h) for h in headers)
-            self.fail(
-                path,
-                ypath,
-                "a mapping must have exactly one of 'class', 'namedtuple', 'dict' or 'tuple' "
-                f"(found {found}); a plain dict is written {{dict: {{...}}}}",
-            )
-            return None
-        header = headers[0]
-        allowed = {header, "fields"} if header in ("class", "namedtuple") else {header}
-        extra = [k for k in data if k not in allowed]
-        if extra:
-            self.fail(
-                path,
-                ypath,
-                f"unexpected key(s) {', '.join(repr(k) for k in extra)} beside {header!r}; "
-                f"allowed: {', '.join(sorted(allowed))}",
-            )
-        body = data[header]
-        if header == "tuple":
-            if not isinstance(body, list):
-                self.fail(path, (*ypath, header), f"'tuple' takes a list, not {_type_name(body)}")
-                return None
-            return TupleNode(self.items(body, path, (*ypath, header), depth))
-        if header == "dict":
-            return DictNode(self.fields(body, path, (*ypath, header), depth, "'dict'"))
-        if not isinstance(body, str) or not _LOOSE_CLASS_PATH.match(body):
-            self.fail(
-                path,
-                (*ypath, header),
-                f"{header!r} must be a class path 'module:QualName', not {body!r}",
-            )
-            return None
-        fields = self.fields(data.get("fields", {}), path, (*ypath, "fields"), depth, "'fields'")
-        if header == "class":
-            return ObjectNode(body, fields)
-        return NamedTupleNode(body, fields)
-
-    def scalar_string(self, text: str, path: PathTuple, ypath: tuple[Any, ...]) -> Node | None:
-        kind, _, rest = text.partition(" ")
-        if kind == "str":
-            return Value(rest)
-        if kind == "skipped":
-            return Skipped(rest)
-        if kind in BINDING_KINDS:
-            pattern = _OP_NAME if kind == "op" else _TENSOR_NAME
-            if not pattern.match(rest):
-                hint = "an op name has no ':N'" if kind == "op" else f"a {kind} name ends in ':N'"
-                if kind == "op" and _TENSOR_NAME.match(rest):
-                    hint += f" (did you mean 'op {rest.rsplit(':', 1)[0]}' or 'tensor {rest}'?)"
-                self.fail(path, ypath, f"bad {kind} name {rest!r}: {hint}")
-                return None
-            return Binding(kind, rest)
-        if kind == "sparse":
-            names = rest.split(" ")
-            if len(names) != 3 or not all(_TENSOR_NAME.match(n) for n in names):
-                self.fail(
-                    path, ypath, "'sparse' takes three tensor names: indices, values, dense_shape"
-                )
-                return None
-            return Sparse(*names)
-        if kind == "ref":
-            try:
-                return Ref(parse_path(rest))
-            except SpecError as exc:
-                self.fail(path, ypath, f"bad ref: {exc.message}")
-                return None
-        self.fail(
-            path,
-            ypath,
-            f"{text!r} does not start with a kind (tensor, op, variable, sparse, ref, str, "
-            f"skipped); a plain string is written 'str {text}'",
-        )
-        return None
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-# --------------------------------------------------------------------------- Spec
+def leaf_parts(leaf: Leaf) -> list[tuple[tuple[str, ...], str, str]]:
+    """``(path suffix, lookup kind, graph name)`` for each graph name ``leaf`` holds."""
+    handler = registry.handler_for_kind(leaf.kind)
+    if handler is None or not handler.parts:
+        return []
+    return [
+        ((part,) if part else (), lookup, name)
+        for (part, lookup), name in zip(handler.parts, leaf.names, strict=False)
+    ]
 
 
 class Spec:
@@ -268,7 +66,7 @@ class Spec:
 
     def __init__(
         self,
-        root: Node,
+        root: SpecNode,
         *,
         source: str | None = None,
         lines: Mapping[PathTuple, int] | None = None,
@@ -283,9 +81,9 @@ class Spec:
         """The JSON-compatible dict form (``nestgraph: 1`` first)."""
         data: dict[str, Any] = {"nestgraph": SPEC_VERSION}
         if isinstance(self.root, ObjectNode):
-            data.update(_encode(self.root))
+            data.update(_codec.encode(self.root))
         else:
-            data["root"] = _encode(self.root)
+            data["root"] = _codec.encode(self.root)
         return data
 
     @classmethod
@@ -301,56 +99,11 @@ class Spec:
         Raises ``SpecError`` listing every problem found, each with its dotted
         path (and line, when the data came from YAML).
         """
-        reader = _Reader(_yaml_lines)
-        if not isinstance(data, dict):
-            raise SpecError(
-                f"a spec is a mapping starting with 'nestgraph: {SPEC_VERSION}', "
-                f"not {_type_name(data)}",
-                source=source,
-                line=reader.line(()),
-            )
-        version = data.get("nestgraph")
-        if version is None:
-            raise SpecError(
-                f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing (for an "
-                "old flat {field: tensor_name} dict, write the spec again with ng.to_graph(model) "
-                "and ng.save_spec)",
-                source=source,
-                line=reader.line(()),
-            )
-        if type(version) is not int or version < 1:
-            raise SpecError(
-                f"'nestgraph' must be the format version {SPEC_VERSION}, not {version!r}",
-                source=source,
-                line=reader.line(("nestgraph",)),
-            )
-        if version > SPEC_VERSION:
-            raise SpecError(
-                f"spec format version {version} is newer than this nestgraph reads "
-                f"({SPEC_VERSION}); upgrade nestgraph",
-                source=source,
-                line=reader.line(("nestgraph",)),
-            )
-        extra = sorted(str(k) for k in data if k not in _TOP_KEYS)
-        if extra:
-            reader.fail((), (), f"unexpected top-level key(s): {', '.join(extra)}")
-        root: Node | None
-        if "root" in data:
-            if "class" in data or "fields" in data:
-                reader.fail((), (), "use either 'root' or 'class'/'fields' at the top, not both")
-            root = reader.node(data["root"], (), ("root",), 0)
-        elif "class" in data:
-            body = {k: v for k, v in data.items() if k in ("class", "fields")}
-            root = reader.mapping(body, (), (), 0)
-        else:
-            reader.fail((), (), "a spec needs 'class' and 'fields' (or 'root') at the top")
-            root = None
-        spec = cls(
-            root if root is not None else Value(None), source=source, lines=reader.node_lines
-        )
-        reader.problems.extend(spec._ref_problems())
-        if reader.problems:
-            raise SpecError(problems=reader.problems, source=source)
+        root, lines, problems = _codec.decode(data, source=source, yaml_lines=_yaml_lines)
+        spec = cls(root, source=source, lines=lines)
+        problems.extend(spec._ref_problems())
+        if problems:
+            raise SpecError(problems=problems, source=source)
         return spec
 
     def to_yaml(self) -> str:
@@ -401,13 +154,15 @@ class Spec:
         return self._lines.get(path)
 
     def bindings(self) -> Iterator[BindingRecord]:
-        """Every graph name in document order; a SparseTensor gives three tensors."""
+        """Every graph name in document order; a SparseTensor gives three tensors.
+
+        A leaf of several parts (``sparse``) gives one record per part, at
+        ``path.part``; the kind is how the name is looked up (tensor, op, variable).
+        """
         for path, node in iter_nodes(self.root):
-            if isinstance(node, Binding):
-                yield BindingRecord(format_path(path), node.kind, node.name)
-            elif isinstance(node, Sparse):
-                for part, name in zip(SPARSE_PARTS, node.names(), strict=True):
-                    yield BindingRecord(format_path((*path, part)), "tensor", name)
+            if isinstance(node, Leaf):
+                for suffix, kind, name in leaf_parts(node):
+                    yield BindingRecord(format_path((*path, *suffix)), kind, name)
 
     def flatten(self) -> dict[str, str]:
         """``{dotted path: graph name}`` for every binding.
@@ -426,7 +181,7 @@ class Spec:
             if isinstance(node, Skipped)
         }
 
-    def resolve(self, keys: tuple[str, ...] | str) -> tuple[PathTuple, Node]:
+    def resolve(self, keys: tuple[str, ...] | str) -> tuple[PathTuple, SpecNode]:
         """The canonical path and node at ``keys``, following refs on the way.
 
         A final ref is followed too, so the node returned is never a ``Ref``.
@@ -437,8 +192,8 @@ class Spec:
 
     def _resolve(
         self, keys: tuple[str, ...], hops: int, *, follow_last: bool
-    ) -> tuple[PathTuple, Node]:
-        node: Node = self.root
+    ) -> tuple[PathTuple, SpecNode]:
+        node: SpecNode = self.root
         canon: PathTuple = ()
         for key in keys:
             if isinstance(node, Ref):
@@ -486,9 +241,7 @@ class Spec:
                         self._lines.get(path),
                     )
                 )
-            elif not isinstance(
-                target, (ObjectNode, NamedTupleNode, ListNode, TupleNode, DictNode)
-            ):
+            elif not is_branch(target):
                 problems.append(
                     Problem(
                         where,
@@ -519,7 +272,8 @@ class Spec:
     def map_bindings(self, fn: Callable[[str, str], tuple[str, str]]) -> Spec:
         """A new Spec with ``fn(kind, name) -> (kind, name)`` applied to every binding.
 
-        SparseTensor components are passed as ``("tensor", name)`` and must stay tensors.
+        Each graph name of a leaf is passed with its lookup kind (a SparseTensor's
+        parts as ``("tensor", name)``); only single-name leaves may change kind.
         """
         return Spec(_map(self.root, (), fn, None), source=self.source, lines=self._lines)
 
@@ -552,66 +306,60 @@ class Spec:
         return Spec(root, source=self.source, lines=self._lines)
 
 
-def _child(node: Node, key: str) -> tuple[Key, Node] | None:
-    if isinstance(node, (ObjectNode, NamedTupleNode)):
-        found = node.fields.get(key)
-        return None if found is None else (key, found)
-    if isinstance(node, DictNode):
-        found = node.items.get(key)
-        return None if found is None else (key, found)
-    if isinstance(node, (ListNode, TupleNode)) and key.isdigit() and int(key) < len(node.items):
-        return int(key), node.items[int(key)]
+def _child(node: SpecNode, key: str) -> tuple[Key, SpecNode] | None:
+    for k, child in children(node):
+        if k == key if isinstance(k, str) else _index_key(key) == k:
+            return k, child
     return None
 
 
-def _what(node: Node) -> str:
+def _index_key(key: str) -> int | None:
+    # ASCII digits only: str.isdigit() also accepts other scripts' digits.
+    if key and all("0" <= c <= "9" for c in key) and (key == "0" or key[0] != "0"):
+        return int(key)
+    return None
+
+
+def _what(node: SpecNode) -> str:
+    kind, _ = describe(node)
     if isinstance(node, ObjectNode):
         return f"object {node.class_path}"
     if isinstance(node, (ListNode, TupleNode)):
-        return f"{type(node).__name__[:-4].lower()} of {len(node.items)}"
-    if isinstance(node, Binding):
-        return f"{node.kind} binding"
-    return type(node).__name__.lower().replace("node", "")
+        return f"{kind} of {len(node.items)}"
+    if isinstance(node, Leaf):
+        return f"{kind} binding"
+    return kind
 
 
 def _map(
-    node: Node,
+    node: SpecNode,
     path: PathTuple,
     fn: Callable[[str, str], tuple[str, str]],
     within: PathTuple | None,
-) -> Node:
+) -> SpecNode:
     inside = within is None or path[: len(within)] == within
-    if isinstance(node, Binding):
-        if not inside:
+    if isinstance(node, Leaf):
+        parts = leaf_parts(node)
+        if not inside or not parts:
             return node
-        kind, name = fn(node.kind, node.name)
-        return Binding(kind, name)
-    if isinstance(node, Sparse):
-        if not inside:
-            return node
+        if len(parts) == 1:
+            kind, name = fn(parts[0][1], parts[0][2])
+            if kind != parts[0][1]:
+                return Leaf(kind, (name,))
+            return Leaf(node.kind, (name,))
         names = []
-        for n in node.names():
-            kind, name = fn("tensor", n)
-            if kind != "tensor":
-                raise SpecError("SparseTensor components must stay tensors", path=format_path(path))
+        for _, lookup, old_name in parts:
+            kind, name = fn(lookup, old_name)
+            if kind != lookup:
+                raise SpecError(
+                    f"the parts of a {node.kind!r} leaf keep their kinds", path=format_path(path)
+                )
             names.append(name)
-        return Sparse(*names)
+        return Leaf(node.kind, tuple(names))
+    if not is_branch(node):
+        return node
     kids = [(k, _map(v, (*path, k), fn, within)) for k, v in children(node)]
-    return _rebuild(node, kids)
-
-
-def _rebuild(node: Node, kids: list[tuple[Key, Node]]) -> Node:
-    if isinstance(node, ObjectNode):
-        return ObjectNode(node.class_path, {str(k): v for k, v in kids})
-    if isinstance(node, NamedTupleNode):
-        return NamedTupleNode(node.class_path, {str(k): v for k, v in kids})
-    if isinstance(node, DictNode):
-        return DictNode({str(k): v for k, v in kids})
-    if isinstance(node, ListNode):
-        return ListNode([v for _, v in kids])
-    if isinstance(node, TupleNode):
-        return TupleNode([v for _, v in kids])
-    return node
+    return rebuild(node, kids)
 
 
 class _Rerooter:
@@ -621,14 +369,14 @@ class _Rerooter:
         self.spec = spec
         self.new_paths: dict[int, PathTuple] = {}
 
-    def copy(self, node: Node, new_path: PathTuple) -> Node:
+    def copy(self, node: SpecNode, new_path: PathTuple) -> SpecNode:
         if isinstance(node, Ref):
             _, node = self.spec.resolve(node.target)
-        if isinstance(node, (Value, Binding, Sparse, Skipped)):
+        if not is_branch(node):
             return node
         seen = self.new_paths.get(id(node))
         if seen is not None:
             return Ref(tuple(str(k) for k in seen))
         self.new_paths[id(node)] = new_path
         kids = [(k, self.copy(v, (*new_path, k))) for k, v in children(node)]
-        return _rebuild(node, kids)
+        return rebuild(node, kids)

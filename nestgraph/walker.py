@@ -1,16 +1,19 @@
 """The walker: a pure function from a model object tree to a spec tree.
 
-No file, YAML or session I/O happens here. What is walked, in the order checked:
+No file, YAML or session I/O happens here, and the walker never fills or
+changes what it reads: a lazily rebuilt object that is not filled yet is
+written from its pending part (``_objects.Unbuilt`` views) without building
+it. What is walked, in the order checked:
 
-1. plain values (exactly ``None``, ``bool``, ``int``, ``float``, ``str``);
-2. graph elements: ``tf.Variable``, ``tf.SparseTensor``, ``tf.Operation``,
-   graph ``tf.Tensor`` (only if TensorFlow is already imported: an object of a
-   TensorFlow type cannot exist otherwise, so the walker never imports it);
-3. containers: exactly ``list``, ``tuple``, ``dict`` with string keys, and
+1. leaves, through the leaf registry (``registry.handler_for_type``): plain
+   values (exactly ``None``, ``bool``, ``int``, ``float``, ``str``), graph
+   elements (``tf.Variable``, ``tf.SparseTensor``, ``tf.Operation``, graph
+   ``tf.Tensor``), and whatever users registered with ``ng.register_leaf``;
+2. containers: exactly ``list``, ``tuple``, ``dict`` with string keys, and
    namedtuples;
-4. objects whose class is a ``GraphConvertible``, is ``@register``-ed, is a
-   dataclass, or is a generic ``Node``;
-5. anything else becomes a ``Skipped`` leaf that says what it was and why.
+3. objects whose class is trusted (a ``GraphConvertible``, ``@register``-ed),
+   is a dataclass, or is a generic ``Node``;
+4. anything else becomes a ``Skipped`` leaf that says what it was and why.
 
 An object or container reached a second time (shared sub-network, tied
 weights, cycle) becomes a ``Ref`` to the path where it was first seen, so the
@@ -20,198 +23,121 @@ walk never loops and identity survives the round trip.
 from __future__ import annotations
 
 import dataclasses
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
-from . import classpath
-from .errors import NestgraphError
+from . import registry
+from ._objects import INTERNAL_ATTRS, Node, Unbuilt, object_fields
+from .classpath import class_path_of
+from .errors import WalkError
 from .nodes import (
-    Binding,
+    MAX_DEPTH,
     DictNode,
     ListNode,
     NamedTupleNode,
-    Node,
     ObjectNode,
     Ref,
     Skipped,
-    Sparse,
+    SpecNode,
     TupleNode,
-    Value,
 )
 from .paths import Key, PathTuple, format_path
 
-__all__ = ["MAX_DEPTH", "object_fields", "slot_names", "walk"]
+__all__ = ["walk"]
 
-#: Deepest nesting of objects and containers the walker (and the spec reader) accepts.
-MAX_DEPTH = 100
+_Shape = str  # "leaf", "list", "tuple", "dict", "namedtuple", "object", "unbuilt", "other"
 
-_PLAIN = (type(None), bool, int, float, str)
-# Attributes nestgraph itself may keep on a rebuilt object; never walked.
-INTERNAL_ATTRS = frozenset({"_nestgraph_pending", "_nestgraph_class"})
-
-# Per-type dispatch, filled on first sight of each type. Keyed by the registry
-# version so that an @register after a walk is seen by the next walk.
-_kind_cache: dict[type, str] = {}
-_kind_cache_version = -1
+# Per-type dispatch, filled on first sight of each type; refreshed when the
+# registries change, so an @register after a walk is seen by the next walk.
+_shape_cache: dict[type, _Shape] = {}
+_shape_cache_version = -1
 
 
-def _tf_kind(tp: type) -> str | None:
-    tf = sys.modules.get("tensorflow")
-    if tf is None:
-        return None
-    if issubclass(tp, tf.Variable):
-        return "variable"
-    if issubclass(tp, tf.SparseTensor):
-        return "sparse"
-    if issubclass(tp, tf.Operation):
-        return "op"
-    if issubclass(tp, tf.Tensor):
-        return "tensor"
-    return None
+def _shape_of(tp: type) -> _Shape:
+    global _shape_cache_version
+    if _shape_cache_version != registry.version():
+        _shape_cache.clear()
+        _shape_cache_version = registry.version()
+    shape = _shape_cache.get(tp)
+    if shape is None:
+        shape = _shape_cache[tp] = _compute_shape(tp)
+    return shape
 
 
-def _kind_of_type(tp: type) -> str:
-    global _kind_cache_version
-    if _kind_cache_version != classpath.registry_version:
-        _kind_cache.clear()
-        _kind_cache_version = classpath.registry_version
-    kind = _kind_cache.get(tp)
-    if kind is None:
-        kind = _compute_kind(tp)
-        _kind_cache[tp] = kind
-    return kind
-
-
-def _compute_kind(tp: type) -> str:
-    if tp in _PLAIN:
-        return "value"
-    tf_kind = _tf_kind(tp)
-    if tf_kind is not None:
-        return tf_kind
-    if tp is list:
-        return "list"
-    if tp is tuple:
-        return "tuple"
-    if tp is dict:
-        return "dict"
+def _compute_shape(tp: type) -> _Shape:
+    if registry.handler_for_type(tp) is not None:
+        return "leaf"
+    if tp is list or tp is tuple or tp is dict:
+        return tp.__name__
+    if tp is Unbuilt:
+        return "unbuilt"
     if issubclass(tp, tuple) and isinstance(getattr(tp, "_fields", None), tuple):
         return "namedtuple"
-    if _is_walkable_class(tp):
+    if issubclass(tp, Node) or registry.is_trusted(tp) or dataclasses.is_dataclass(tp):
         return "object"
     return "other"
 
 
-def _is_walkable_class(tp: type) -> bool:
-    from .binding import GraphConvertible, Node
-
-    return (
-        issubclass(tp, (GraphConvertible, Node))
-        or classpath.is_registered(tp)
-        or dataclasses.is_dataclass(tp)
-    )
-
-
-_slot_cache: dict[type, tuple[str, ...]] = {}
-
-
-def slot_names(cls: type) -> tuple[str, ...]:
-    """The slots of ``cls`` and its bases, in definition order (no ``__dict__``/``__weakref__``)."""
-    found = _slot_cache.get(cls)
-    if found is None:
-        names: dict[str, None] = {}
-        for klass in cls.__mro__:
-            slots = klass.__dict__.get("__slots__", ())
-            for slot in (slots,) if isinstance(slots, str) else slots:
-                if slot not in ("__dict__", "__weakref__"):
-                    names.setdefault(slot)
-        found = _slot_cache[cls] = tuple(names)
-    return found
-
-
-def object_fields(obj: Any) -> list[tuple[str, Any]]:
-    """An object's fields in definition order: its ``__dict__``, then its slots."""
-    from .binding import materialize
-
-    materialize(obj)
-    items: list[tuple[str, Any]] = []
-    instance_dict = getattr(obj, "__dict__", None)
-    if isinstance(instance_dict, dict):
-        items.extend((k, v) for k, v in instance_dict.items() if k not in INTERNAL_ATTRS)
-    seen = {k for k, _ in items}
-    for slot in slot_names(type(obj)):
-        if slot in seen:
-            continue
-        try:
-            items.append((slot, getattr(obj, slot)))
-        except AttributeError:
-            continue  # an unset slot holds nothing to record
-    return items
-
-
-def _describe(value: Any) -> str:
+def _describe_type(value: Any) -> str:
     tp = type(value)
     return f"{tp.__module__}:{tp.__qualname__}"
 
 
+def _class_path_of_object(obj: Any) -> str:
+    if isinstance(obj, Node):  # a generic object remembers the class it stands for
+        return obj.nestgraph_class
+    return class_path_of(type(obj))
+
+
 class _Walker:
     def __init__(self) -> None:
-        self.seen: dict[int, PathTuple] = {}
+        self.seen: dict[Hashable, PathTuple] = {}
         # Keep every visited branch alive, so ids are not reused during the walk.
         self.alive: list[Any] = []
 
-    def visit(self, value: Any, path: PathTuple, depth: int) -> Node:
-        kind = _kind_of_type(type(value))
-        if kind == "value":
-            return Value(value)
-        if kind == "tensor":
-            graph = _graph_of(value)
-            if graph is None:
-                return Skipped(f"eager tensor {_describe(value)} has no graph name")
-            return Binding("tensor", value.name)
-        if kind == "op":
-            return Binding("op", value.name)
-        if kind == "variable":
-            return Binding("variable", value.name)
-        if kind == "sparse":
-            return Sparse(value.indices.name, value.values.name, value.dense_shape.name)
-        if kind == "other":
+    def visit(self, value: Any, path: PathTuple, depth: int) -> SpecNode:
+        shape = _shape_of(type(value))
+        if shape == "leaf":
+            handler = registry.handler_for_type(type(value))
+            assert handler is not None
+            return handler.write(value)
+        if shape == "other":
             return Skipped(
-                f"{_describe(value)} is not a graph element, plain value, list, tuple, "
+                f"{_describe_type(value)} is not a graph element, plain value, list, tuple, "
                 "dict or walkable class (subclass ng.GraphConvertible or use @ng.register)"
             )
-
         # A branch: record identity first, so a second visit (or a cycle) is a Ref.
-        if not (kind == "tuple" and not value):
-            first = self.seen.get(id(value))
+        identity: Hashable = value.identity if shape == "unbuilt" else id(value)
+        if not (shape == "tuple" and not value):
+            first = self.seen.get(identity)
             if first is not None:
                 return Ref(tuple(str(k) for k in first))
-            self.seen[id(value)] = path
+            self.seen[identity] = path
             self.alive.append(value)
         if depth >= MAX_DEPTH:
-            raise NestgraphError(
+            raise WalkError(
                 f"nesting deeper than {MAX_DEPTH} levels; nestgraph records models, "
                 "not deep linked structures",
                 path=format_path(path),
             )
-        if kind == "list":
+        if shape == "unbuilt":
+            return self.visit_unbuilt(value, path, depth)
+        if shape == "list":
             return ListNode(self._items(value, path, depth))
-        if kind == "tuple":
+        if shape == "tuple":
             return TupleNode(self._items(value, path, depth))
-        if kind == "dict":
+        if shape == "dict":
             bad = next((k for k in value if not isinstance(k, str)), None)
             if bad is not None:
-                del self.seen[id(value)]
+                del self.seen[identity]
                 return Skipped(
                     f"dict with a non-string key {bad!r} ({type(bad).__name__}); "
                     "only string keys can be recorded"
                 )
             return DictNode(self._fields(value.items(), path, depth))
-        if kind == "namedtuple":
+        if shape == "namedtuple":
             pairs = zip(type(value)._fields, value, strict=True)
-            return NamedTupleNode(
-                classpath.class_path_of(type(value)), self._fields(pairs, path, depth)
-            )
+            return NamedTupleNode(class_path_of(type(value)), self._fields(pairs, path, depth))
         return self.visit_object(value, object_fields(value), path, depth)
 
     def visit_object(
@@ -219,35 +145,34 @@ class _Walker:
     ) -> ObjectNode:
         return ObjectNode(_class_path_of_object(obj), self._fields(fields, path, depth))
 
-    def _items(self, values: Iterable[Any], path: PathTuple, depth: int) -> list[Node]:
+    def visit_unbuilt(self, part: Unbuilt, path: PathTuple, depth: int) -> SpecNode:
+        make: dict[str, Callable[[], SpecNode]] = {
+            "list": lambda: ListNode(self._items((v for _, v in part.items()), path, depth)),
+            "tuple": lambda: TupleNode(self._items((v for _, v in part.items()), path, depth)),
+            "dict": lambda: DictNode(self._fields(part.items(), path, depth)),
+            "namedtuple": lambda: NamedTupleNode(
+                str(part.class_path), self._fields(part.items(), path, depth)
+            ),
+            "object": lambda: ObjectNode(
+                str(part.class_path), self._fields(part.items(), path, depth)
+            ),
+        }
+        return make[part.shape]()
+
+    def _items(self, values: Iterable[Any], path: PathTuple, depth: int) -> list[SpecNode]:
         return [self.visit(v, (*path, i), depth + 1) for i, v in enumerate(values)]
 
     def _fields(
         self, pairs: Iterable[tuple[str, Any]], path: PathTuple, depth: int
-    ) -> dict[str, Node]:
-        out: dict[str, Node] = {}
+    ) -> dict[str, SpecNode]:
+        out: dict[str, SpecNode] = {}
         for key, value in pairs:
             child: Key = key
             out[key] = self.visit(value, (*path, child), depth + 1)
         return out
 
 
-def _graph_of(tensor: Any) -> Any:
-    try:
-        return tensor.graph
-    except AttributeError:  # EagerTensor: "Tensor.graph is undefined when eager execution..."
-        return None
-
-
-def _class_path_of_object(obj: Any) -> str:
-    from .binding import Node
-
-    if isinstance(obj, Node):  # a generic object remembers the class it stands for
-        return obj._nestgraph_class
-    return classpath.class_path_of(type(obj))
-
-
-def walk(model: Any, fields: Iterable[str] | Mapping[str, Any] | None = None) -> Node:
+def walk(model: Any, fields: Iterable[str] | Mapping[str, Any] | None = None) -> SpecNode:
     """Walk ``model`` and return its spec tree.
 
     ``fields`` limits the root object to those fields, in that order; a mapping
@@ -256,24 +181,22 @@ def walk(model: Any, fields: Iterable[str] | Mapping[str, Any] | None = None) ->
     walker = _Walker()
     if fields is None:
         return walker.visit(model, (), 0)
-    from .binding import materialize
-
-    # Old usage passes the live model.__dict__: fill a lazily rebuilt object first,
-    # so the mapping holds the fields and not nestgraph's pending marker.
-    materialize(model)
-    names = list(fields.keys() if isinstance(fields, Mapping) else fields)
+    present = dict(object_fields(model))
+    if fields is getattr(model, "__dict__", None):
+        # The historic ``to_graph(model.__dict__)``: every field, pending ones included,
+        # though a lazily rebuilt object's dict does not hold them yet.
+        names: list[Any] = list(present)
+    else:
+        names = list(fields.keys() if isinstance(fields, Mapping) else fields)
     pairs = []
     for name in names:
         if name in INTERNAL_ATTRS:
             continue
         if not isinstance(name, str):
-            raise NestgraphError(f"field names must be strings, got {name!r}")
-        try:
-            pairs.append((name, getattr(model, name)))
-        except AttributeError:
-            raise NestgraphError(
-                f"{type(model).__qualname__} object has no field {name!r}", path=name
-            ) from None
+            raise WalkError(f"field names must be strings, got {name!r}")
+        if name not in present:
+            raise WalkError(f"{type(model).__qualname__} object has no field {name!r}", path=name)
+        pairs.append((name, present[name]))
     walker.seen[id(model)] = ()
     walker.alive.append(model)
     return walker.visit_object(model, pairs, (), 0)

@@ -12,15 +12,14 @@ from hypothesis import strategies as st
 
 import nestgraph as ng
 from nestgraph.nodes import (
-    Binding,
     DictNode,
+    Leaf,
     ListNode,
     NamedTupleNode,
-    Node,
     ObjectNode,
     Ref,
     Skipped,
-    Sparse,
+    SpecNode,
     TupleNode,
     Value,
 )
@@ -105,7 +104,7 @@ def test_skipped(spec: ng.Spec) -> None:
 def test_resolve_follows_refs(spec: ng.Spec) -> None:
     path, node = spec.resolve("best.w")
     assert path == ("encoder", "layers", 1, "w")
-    assert node == Binding("variable", "encoder/layer_1/w:0")
+    assert node == Leaf("variable", ("encoder/layer_1/w:0",))
     path, _ = spec.resolve("encoder.owner.encoder.layers[0]")
     assert path == ("encoder", "layers", 0)
 
@@ -245,7 +244,7 @@ def test_top_level_problems(text: str, match: str) -> None:
 
 def test_non_object_root_round_trips() -> None:
     spec = ng.Spec.from_yaml("nestgraph: 1\nroot: [tensor a:0, {tuple: [1]}]\n")
-    assert spec.root == ListNode([Binding("tensor", "a:0"), TupleNode([Value(1)])])
+    assert spec.root == ListNode([Leaf("tensor", ("a:0",)), TupleNode([Value(1)])])
     assert ng.Spec.from_yaml(spec.to_yaml()) == spec
 
 
@@ -258,21 +257,21 @@ def test_python_tags_are_refused_in_specs() -> None:
 
 _names = st.from_regex(r"[a-z][a-z0-9_]{0,5}(/[a-z][a-z0-9_]{0,5}){0,2}", fullmatch=True)
 _keys = st.text(max_size=6)
-_leaves: st.SearchStrategy[Node] = st.one_of(
+_leaves: st.SearchStrategy[SpecNode] = st.one_of(
     st.builds(Value, st.none() | st.booleans() | st.integers() | st.text(max_size=10)),
     st.builds(Value, st.floats(allow_nan=False)),
     st.builds(
-        lambda k, n: Binding(k, n if k == "op" else n + ":0"),
+        lambda k, n: Leaf(k, (n if k == "op" else n + ":0",)),
         st.sampled_from(["tensor", "op", "variable"]),
         _names,
     ),
-    st.builds(lambda a, b, c: Sparse(a + ":0", b + ":1", c + ":2"), _names, _names, _names),
+    st.builds(lambda a, b, c: Leaf("sparse", (a + ":0", b + ":1", c + ":2")), _names, _names, _names),
     st.builds(Skipped, st.text(max_size=10)),
 )
 _class_paths = st.from_regex(r"[a-z]{1,4}(\.[a-z]{1,4})?:[A-Z][a-z]{0,4}", fullmatch=True)
 
 
-def _branches(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
+def _branches(children: st.SearchStrategy[SpecNode]) -> st.SearchStrategy[SpecNode]:
     fields = st.dictionaries(_keys, children, max_size=4)
     return st.one_of(
         st.builds(ObjectNode, _class_paths, fields),

@@ -13,18 +13,18 @@ import tensorflow as tf
 
 import nestgraph as ng
 from nestgraph.nodes import (
-    Binding,
+    MAX_DEPTH,
     DictNode,
+    Leaf,
     ListNode,
     NamedTupleNode,
     ObjectNode,
     Ref,
     Skipped,
-    Sparse,
     TupleNode,
     Value,
 )
-from nestgraph.walker import MAX_DEPTH, walk
+from nestgraph.walker import walk
 
 tf1 = tf.compat.v1
 Point = collections.namedtuple("Point", "x y")
@@ -84,11 +84,11 @@ def test_graph_leaves(graph: tf.Graph) -> None:
     node = walk(Box(x=x, w=w, y=y, op=y.op, sp=sp))
     assert isinstance(node, ObjectNode)
     assert node.fields == {
-        "x": Binding("tensor", "x:0"),
-        "w": Binding("variable", "enc/w:0"),
-        "y": Binding("tensor", "y:0"),
-        "op": Binding("op", "y"),
-        "sp": Sparse("i:0", "v:0", "s:0"),
+        "x": Leaf("tensor", ("x:0",)),
+        "w": Leaf("variable", ("enc/w:0",)),
+        "y": Leaf("tensor", ("y:0",)),
+        "op": Leaf("op", ("y",)),
+        "sp": Leaf("sparse", ("i:0", "v:0", "s:0")),
     }
 
 

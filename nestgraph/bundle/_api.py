@@ -30,11 +30,12 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
-from nestgraph.binding import check, from_graph, to_graph
+from nestgraph.binding import check, from_graph
 from nestgraph.bundle import _checkpoint, _metagraph
 from nestgraph.bundle._container import BundleContents, pack, unpack
+from nestgraph.convertible import to_graph
 from nestgraph.errors import BindingError, BundleError, SpecError
-from nestgraph.nodes import Binding
+from nestgraph.nodes import Leaf
 from nestgraph.spec import Spec
 
 try:  # Logged once per API, not per call; the caller asked for the TF1 behaviour.
@@ -231,7 +232,7 @@ def _check_bound(spec: Spec, graph: Any) -> None:
     """Refuse to write a bundle whose spec names something the graph lacks."""
     report = check(spec, graph)
     if not report.ok:
-        raise BindingError(problems=[finding.problem() for finding in report.problems])
+        raise BindingError(problems=report.problems)
 
 
 def _capture(session: Any, spec: Spec) -> BundleContents:
@@ -329,13 +330,13 @@ def _signature_tensors(
                     path=reference,
                 ) from None
         else:
-            if not isinstance(node, Binding) or node.kind != "tensor":
-                what = f"a {node.kind} binding" if isinstance(node, Binding) else "not a binding"
+            if not isinstance(node, Leaf) or node.kind != "tensor":
+                what = f"a {node.kind} binding" if isinstance(node, Leaf) else "not a binding"
                 raise BindingError(
                     f"signature {role} {key!r} must name a tensor binding; this is {what}",
                     path=reference,
                 )
-            name = node.name
+            name = node.names[0]
         try:
             tensors[key] = graph.get_tensor_by_name(name)
         except (KeyError, ValueError) as exc:
