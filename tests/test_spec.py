@@ -265,7 +265,9 @@ _leaves: st.SearchStrategy[SpecNode] = st.one_of(
         st.sampled_from(["tensor", "op", "variable"]),
         _names,
     ),
-    st.builds(lambda a, b, c: Leaf("sparse", (a + ":0", b + ":1", c + ":2")), _names, _names, _names),
+    st.builds(
+        lambda a, b, c: Leaf("sparse", (a + ":0", b + ":1", c + ":2")), _names, _names, _names
+    ),
     st.builds(Skipped, st.text(max_size=10)),
 )
 _class_paths = st.from_regex(r"[a-z]{1,4}(\.[a-z]{1,4})?:[A-Z][a-z]{0,4}", fullmatch=True)
