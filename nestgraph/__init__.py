@@ -1,8 +1,15 @@
 """nestgraph: save, hand-edit and restore the structure of TensorFlow graph models.
 
 >>> import nestgraph as ng
->>> spec = ng.to_graph(model)                    # doctest: +SKIP
->>> model = ng.from_graph(spec, graph)           # doctest: +SKIP
+>>> spec = ng.Spec.from_yaml("nestgraph: 1\\nroot: {dict: {x: tensor inputs/x:0, lr: 0.01}}")
+>>> spec.flatten()
+{'x': 'inputs/x:0'}
+>>> print(spec.to_yaml(), end="")
+nestgraph: 1
+root:
+  dict:
+    x: tensor inputs/x:0
+    lr: 0.01
 """
 
 from __future__ import annotations

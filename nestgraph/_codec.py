@@ -81,6 +81,11 @@ def encode(node: SpecNode) -> Any:
     raise TypeError(f"not a spec node: {node!r}")
 
 
+def _reserved_field(name: str) -> bool:
+    # Setting these on a rebuilt object would change how Python or nestgraph treat it.
+    return (name.startswith("__") and name.endswith("__")) or name.startswith("_nestgraph")
+
+
 def type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -145,6 +150,14 @@ class _Reader:
         for key, value in data.items():
             if not isinstance(key, str):
                 self.fail(path, ypath, f"key {key!r} must be a string (quote it in YAML)")
+                continue
+            if what == "'fields'" and _reserved_field(key):
+                self.fail(
+                    (*path, key),
+                    (*ypath, key),
+                    f"field name {key!r} is reserved (Python's own __names__ and nestgraph's "
+                    "_nestgraph_* attributes cannot be model fields)",
+                )
                 continue
             child = self.node(value, (*path, key), (*ypath, key), depth + 1)
             if child is not None:

@@ -114,8 +114,9 @@ class _Plan:
     start: PathTuple
     start_node: SpecNode
     leaves: list[tuple[PathTuple, Leaf]]
-    #: class path -> where it first occurs, and the node there
-    class_paths: dict[str, tuple[PathTuple, ObjectNode | NamedTupleNode]]
+    #: (class path, node type) -> where it first occurs, and the node there: a class
+    #: used both as an object and as a namedtuple is checked against both shapes
+    class_paths: dict[tuple[str, type], tuple[PathTuple, ObjectNode | NamedTupleNode]]
 
 
 def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _Plan:
@@ -126,7 +127,7 @@ def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _P
     """
     start, start_node = spec.resolve(subtree if subtree is not None else ())
     leaves: list[tuple[PathTuple, Leaf]] = []
-    class_paths: dict[str, tuple[PathTuple, ObjectNode | NamedTupleNode]] = {}
+    class_paths: dict[tuple[str, type], tuple[PathTuple, ObjectNode | NamedTupleNode]] = {}
     visited: set[int] = set()
     stack: list[tuple[PathTuple, SpecNode]] = [(start, start_node)]
     while stack:
@@ -142,7 +143,7 @@ def _plan(spec: Spec, subtree: str | None, *, existing_root: bool = False) -> _P
         visited.add(id(node))
         supplied = existing_root and path == start
         if isinstance(node, (ObjectNode, NamedTupleNode)) and not supplied:
-            class_paths.setdefault(node.class_path, (path, node))
+            class_paths.setdefault((node.class_path, type(node)), (path, node))
         kids = list(children(node))
         stack.extend(((*path, k), v) for k, v in reversed(kids))
     return _Plan(spec, start, start_node, leaves, class_paths)
@@ -209,28 +210,32 @@ def _class_findings(
     """One finding per refused class path or wrong shape, and the usable classes."""
     classes: dict[str, type | None] = {}
     findings: list[Finding] = []
-    for class_path, (path, node) in plan.class_paths.items():
+    for (class_path, _), (path, node) in plan.class_paths.items():
         where, line = format_path(path), plan.spec.line_of(path)
-        try:
-            cls: type | None = classpath.resolve_class(class_path, allow)
-        except ClassNotAllowedError as exc:
-            classes[class_path] = None
-            if not generic:
-                findings.append(
-                    Finding(
-                        where,
-                        "class",
-                        class_path,
-                        class_path,
-                        Status.REFUSED,
-                        exc.detail,
-                        None,
-                        line,
+        if class_path in classes:
+            cls = classes[class_path]
+        else:
+            try:
+                cls = classpath.resolve_class(class_path, allow)
+            except ClassNotAllowedError as exc:
+                classes[class_path] = None
+                if not generic:
+                    findings.append(
+                        Finding(
+                            where,
+                            "class",
+                            class_path,
+                            class_path,
+                            Status.REFUSED,
+                            exc.detail,
+                            None,
+                            line,
+                        )
                     )
-                )
+                continue
+        if cls is None:
             continue
         classes[class_path] = cls
-        assert cls is not None
         is_tuple = issubclass(cls, tuple)
         wrong = None
         if isinstance(node, NamedTupleNode) and not is_tuple:
@@ -277,8 +282,14 @@ def check(
     With ``allow`` (``allow=()`` for the default policy), class paths are
     checked too, as ``from_graph`` would with the same ``allow``/``generic``.
 
-    >>> report = ng.check(spec, graph)  # doctest: +SKIP
-    >>> print(report)                   # one line per problem, with its dotted path
+    >>> import tensorflow as tf
+    >>> graph = tf.Graph()
+    >>> with graph.as_default():
+    ...     x = tf.compat.v1.placeholder(tf.float32, name="x")
+    >>> spec = Spec.from_yaml("nestgraph: 1\\nroot: {dict: {x: tensor x:0, y: tensor y:0}}")
+    >>> print(check(spec, graph))
+    1 of 2 bindings have problems:
+      y (line 2): no tensor 'y:0' in the graph (closest: 'x:0')
     """
     spec = _as_spec(spec)
     plan = _plan(spec, subtree)

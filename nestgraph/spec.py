@@ -167,8 +167,9 @@ class Spec:
     def flatten(self) -> dict[str, str]:
         """``{dotted path: graph name}`` for every binding.
 
-        >>> spec.flatten()  # doctest: +SKIP
-        {'encoder.layers.0.w': 'encoder/layer_0/w:0', ...}
+        >>> spec = Spec.from_yaml("nestgraph: 1\\nroot: [tensor enc/l0/out:0, op train]")
+        >>> spec.flatten()
+        {'0': 'enc/l0/out:0', '1': 'train'}
         """
         return {b.path: b.name for b in self.bindings()}
 
@@ -283,7 +284,9 @@ class Spec:
         With ``subtree``, only names bound inside that part of the model change.
         Raises ``SpecError`` when no name matches (a typo would otherwise pass).
 
-        >>> spec.rescope("tower_0/", "tower_1/", subtree="towers.0")  # doctest: +SKIP
+        >>> spec = Spec.from_yaml("nestgraph: 1\\nroot: [tensor tower_0/o:0, tensor tower_0/i:0]")
+        >>> spec.rescope("tower_0/", "tower_1/", subtree="0").flatten()
+        {'0': 'tower_1/o:0', '1': 'tower_0/i:0'}
         """
         if not isinstance(old, str) or not isinstance(new, str) or not old:
             raise SpecError("rescope needs a non-empty old prefix and a new prefix (strings)")

@@ -441,3 +441,60 @@ def test_random_models_survive_walk_yaml_rebind(
     spec = ng.to_graph(root)
     rebuilt = ng.from_graph(ng.Spec.from_yaml(spec.to_yaml()), GRAPH)
     _same(root, rebuilt, {})
+
+
+class Unknown:  # never registered
+    def __init__(self, t: tf.Tensor) -> None:
+        self.t = t
+
+
+def test_names_classes_and_shapes_are_reported_in_one_error(graph: tf.Graph) -> None:
+    t = tf1.placeholder(tf.float32, [], name="t")
+    root = Counted()
+    root.a = Unknown(t)
+    root.b = t
+    root.c = Pair(1, t)
+    data = ng.to_graph(root).to_dict()
+    data["fields"]["a"] = {"class": "test_binding:Unknown", "fields": {"t": "tensor t:0"}}
+    data["fields"]["b"] = "tensor not_there:0"
+    data["fields"]["c"]["namedtuple"] = "test_binding:Counted"  # a class that is not a tuple
+    spec = ng.Spec.from_dict(data)
+    with pytest.raises(ng.BindingAndClassError) as info:
+        ng.from_graph(spec, graph)
+    assert [p.path for p in info.value.problems] == ["b", "a", "c"]
+    assert "no tensor 'not_there:0'" in info.value.problems[0].message
+    assert "pass allow=['test_binding.Unknown']" in info.value.problems[1].message
+    assert "test_binding:Counted is not a namedtuple class" in info.value.problems[2].message
+    assert isinstance(info.value, ng.BindingError) and isinstance(
+        info.value, ng.ClassNotAllowedError
+    )
+
+    report = ng.check(spec, graph, allow=())
+    assert [(f.path, f.status) for f in report.findings if not f.ok] == [
+        ("b", "missing"),
+        ("a", "refused"),
+        ("c", "wrong_shape"),
+    ]
+    assert [f.path for f in ng.check(spec, graph).findings if not f.ok] == ["b"]  # names only
+
+
+def test_sparse_binding_over_tensors_of_the_wrong_dtype(graph: tf.Graph) -> None:
+    f = tf1.placeholder(tf.float32, [None, 2], name="f")
+    v = tf1.placeholder(tf.float32, [None], name="v")
+    s = tf1.placeholder(tf.int64, [2], name="s")
+    text = (
+        "nestgraph: 1\nclass: test_binding:Counted\nfields:\n"
+        f"  sp: sparse {f.name} {v.name} {s.name}\n"
+    )
+    with pytest.raises(
+        ng.BindingError, match=r"sp \(line 4\): sparse binding: indices 'f:0' is float32, not int64"
+    ):
+        ng.from_graph(ng.Spec.from_yaml(text), graph)
+
+
+def test_generic_namedtuple_classes_are_bounded(graph: tf.Graph) -> None:
+    from nestgraph import _builder
+
+    for i in range(_builder._MAX_GENERIC_TUPLES + 10):
+        _builder._generic_namedtuple(f"pkg:T{i}", ("a",))
+    assert len(_builder._generic_tuples) == _builder._MAX_GENERIC_TUPLES

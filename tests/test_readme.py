@@ -47,3 +47,20 @@ def test_public_api_is_documented() -> None:
         if name.startswith("__"):
             continue
         assert f"ng.{name}" in README or f"`{name}`" in README, f"{name} is not in the README"
+
+
+def test_leaf_handler_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    (example,) = [block for block in _blocks("python") if "ng.register_leaf(" in block]
+    expected = re.search(r"print\(spec\.flatten\(\)\)  # (.*)", example)
+    assert expected is not None
+    proc = subprocess.run(
+        [sys.executable, "-c", example],
+        cwd=tmp_path,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == expected.group(1)
