@@ -29,6 +29,7 @@ class GraphIndex:
     def __init__(self, graph: Any) -> None:
         self.graph = graph
         self._variables: dict[str, Any] | None = None
+        self._partitions: dict[str, list[Any]] | None = None
         self._candidates: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
 
     def op(self, name: str) -> Any:
@@ -62,10 +63,26 @@ class GraphIndex:
             self._variables = found
         return self._variables
 
+    def partitioned(self, name: str) -> list[Any]:
+        """The parts of the partitioned variable ``name``, in slice order (empty if none)."""
+        if self._partitions is None:
+            found: dict[str, list[Any]] = collections.defaultdict(list)
+            for variable in self.variables().values():
+                info = getattr(variable, "_save_slice_info", None)
+                if info is not None:
+                    found[info.full_name].append(variable)
+            for parts in found.values():
+                parts.sort(key=lambda v: tuple(v._save_slice_info.var_offset))
+            self._partitions = dict(found)
+        return self._partitions.get(name, [])
+
     def _pool(self, kind: str) -> tuple[list[str], dict[str, list[str]]]:
         if kind not in self._candidates:
-            if kind == "variable":
+            if kind == LookupKind.VARIABLE:
                 names = list(self.variables())
+            elif kind == LookupKind.PARTITIONED:
+                self.partitioned("")
+                names = list(self._partitions or ())
             elif kind == "op":
                 names = [op.name for op in self.graph.get_operations()]
             else:
@@ -131,6 +148,19 @@ def lookup(index: GraphIndex, kind: str, spec_name: str, names: NameMap) -> Look
         if op is not None:
             return Lookup(op, graph_name)
         return Lookup(None, graph_name, f"no op {graph_name!r} in the graph{renamed}", kind)
+    if kind == LookupKind.PARTITIONED:
+        parts = index.partitioned(graph_name)
+        if parts:
+            return Lookup(tuple(parts), graph_name)
+        if graph_name + ":0" in index.variables():
+            return Lookup(
+                None,
+                graph_name,
+                f"{graph_name!r} is a variable that is not partitioned; bind it as "
+                f"'variable {spec_name}:0' instead",
+            )
+        message = f"no partitioned variable {graph_name!r} in the graph{renamed}"
+        return Lookup(None, graph_name, message, kind)
     if kind == LookupKind.VARIABLE:
         variable = index.variables().get(graph_name)
         if variable is not None:

@@ -57,7 +57,9 @@ class LookupKind:
     TENSOR = "tensor"
     OP = "op"
     VARIABLE = "variable"
-    ALL = (TENSOR, OP, VARIABLE)
+    #: A partitioned variable, by its full name (no ':N'): all of its parts.
+    PARTITIONED = "partitioned"
+    ALL = (TENSOR, OP, VARIABLE, PARTITIONED)
 
 
 @dataclass(frozen=True, slots=True)

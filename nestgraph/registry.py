@@ -223,6 +223,10 @@ def _names_problem(kind: str, parts: tuple[tuple[str, str], ...], text: str) -> 
             return f"{kind!r} takes {count} {what}: {', '.join(p for p, _ in parts)}"
         return None
     lookup = parts[0][1]
+    if lookup == LookupKind.PARTITIONED:
+        if _OP_NAME.match(text):
+            return None
+        return f"bad {kind} name {text!r}: a partitioned variable is named without ':N'"
     if lookup == LookupKind.OP:
         if _OP_NAME.match(text):
             return None
@@ -437,4 +441,46 @@ _builtin(
     tuple((p, LookupKind.TENSOR) for p in ("indices", "values", "dense_shape")),
     _rebuild_sparse,
     _check_sparse,
+)
+
+
+def _partitioned_type(tp: type) -> bool:
+    # Not public API in TensorFlow 2 (no tf.compat.v1.PartitionedVariable): found
+    # where get_variable(partitioner=...) makes it, if that module is loaded at all.
+    module = sys.modules.get("tensorflow.python.ops.variables")
+    cls = getattr(module, "PartitionedVariable", None) if module is not None else None
+    return isinstance(cls, type) and issubclass(tp, cls)
+
+
+def _rebuild_partitioned(leaf: Leaf, elements: tuple[Any, ...], context: RebuildContext) -> Any:
+    (parts,) = elements
+    info = parts[0]._save_slice_info
+    # The partition count per axis is the number of distinct slice offsets on it.
+    partitions = [
+        len({tuple(p._save_slice_info.var_offset)[axis] for p in parts})
+        for axis in range(len(info.full_shape))
+    ]
+    module = sys.modules["tensorflow.python.ops.variables"]
+    return module.PartitionedVariable(
+        name=info.full_name,
+        shape=info.full_shape,
+        dtype=parts[0].dtype.base_dtype,
+        variable_list=list(parts),
+        partitions=partitions,
+    )
+
+
+_install(
+    LeafHandler(
+        "partitioned",
+        "tensorflow.python.ops.variables.PartitionedVariable",
+        _partitioned_type,
+        lambda pv: Leaf("partitioned", (pv.name,)),
+        parts=(("", LookupKind.PARTITIONED),),
+        rebuild=_rebuild_partitioned,
+        check_text=lambda text: _names_problem(
+            "partitioned", (("", LookupKind.PARTITIONED),), text
+        ),
+    ),
+    override=False,
 )

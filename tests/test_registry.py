@@ -124,3 +124,34 @@ def test_graph_convertible_subclasses_are_trusted() -> None:
     assert registry.is_trusted(Sub) and not registry.is_trusted(Plain)
     with pytest.raises(TypeError, match="takes a class"):
         ng.register(len)  # type: ignore[type-var]
+
+
+def test_partitioned_variable_is_one_binding_and_comes_back_whole(graph: tf.Graph) -> None:
+    emb = tf1.get_variable("emb", [10, 4], partitioner=tf1.fixed_size_partitioner(3))
+    spec = ng.to_graph(Holder(emb=emb))
+    assert spec.flatten() == {"emb": "emb"}
+    assert "emb: partitioned emb" in spec.to_yaml()
+    again = ng.from_graph(ng.Spec.from_yaml(spec.to_yaml()), graph)
+    assert type(again.emb) is type(emb)
+    assert [v.name for v in again.emb] == [v.name for v in emb]
+    assert again.emb.get_shape() == emb.get_shape() and again.emb._partitions == emb._partitions
+    with tf1.Session(graph=graph) as session:
+        session.run(tf1.global_variables_initializer())
+        a, b = session.run([tf.concat(list(emb), 0), tf.concat(list(again.emb), 0)])
+    assert (a == b).all()
+
+
+def test_partitioned_binding_errors_say_what_to_do(graph: tf.Graph) -> None:
+    tf1.get_variable("plain", [2])
+    tf1.get_variable("emb", [6, 2], partitioner=tf1.fixed_size_partitioner(2))
+    text = (
+        "nestgraph: 1\nclass: test_registry:Holder\nfields:\n"
+        "  a: partitioned plain\n  b: partitioned emv\n"
+    )
+    with pytest.raises(ng.BindingError) as info:
+        ng.from_graph(ng.Spec.from_yaml(text), graph)
+    first, second = info.value.problems
+    assert first.path == "a" and "bind it as 'variable plain:0' instead" in first.message
+    assert second.path == "b" and "(closest: 'emb')" in second.message
+    with pytest.raises(ng.SpecError, match="named without ':N'"):
+        ng.Spec.from_yaml(text.replace("partitioned plain", "partitioned plain:0"))
