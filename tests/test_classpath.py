@@ -389,3 +389,20 @@ def test_failing_import_is_a_class_error(tmp_path: Path, monkeypatch: pytest.Mon
 def test_malformed_class_paths_are_class_errors(bad: Any) -> None:
     with pytest.raises(ng.ClassNotAllowedError, match="is not a class path of the form"):
         resolve_class(bad, UNSAFE_ALLOW_ALL)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the binder (binding._resolve_classes, the lead's) must pass "
+    "import_modules=not generic to resolve_class",
+)
+def test_generic_from_graph_imports_nothing_even_when_allowed(untouched_package: Path) -> None:
+    spec = ng.Spec.from_yaml("nestgraph: 1\nclass: ngtest_sideeffect:Thing\nfields: {}\n")
+    model = ng.from_graph(spec, graph=object(), allow=["ngtest_sideeffect.*"], generic=True)
+    assert isinstance(model, ng.Node) and not untouched_package.exists()
+
+
+def test_a_bad_allow_pattern_stops_from_graph() -> None:
+    spec = ng.Spec.from_yaml("nestgraph: 1\nclass: test_classpath:Convertible\nfields: {}\n")
+    with pytest.raises(ng.ClassNotAllowedError, match="allow pattern '\\*' is refused"):
+        ng.from_graph(spec, graph=object(), allow=["*"])
