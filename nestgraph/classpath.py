@@ -224,7 +224,7 @@ def class_path_of(cls: type) -> str:
 
 def _main_spec_name() -> str | None:
     main = sys.modules.get("__main__")
-    if not isinstance(main, types.ModuleType):
+    if not issubclass(type(main), types.ModuleType):
         return None
     main_spec = _MODULE_DICT.__get__(main).get("__spec__")
     name = getattr(main_spec, "name", None)  # a ModuleSpec that the interpreter made
