@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._objects import Node, materialize
 from .binding import CheckReport, Finding, check, from_graph
+from .classpath import UNSAFE_ALLOW_ALL
 from .convertible import GraphConvertible, to_graph
 from .errors import (
     BindingAndClassError,
@@ -56,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "UNSAFE_ALLOW_ALL",
     "BindingAndClassError",
     "BindingError",
     "BindingRecord",

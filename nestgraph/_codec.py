@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import registry
+from ._yamlio import scalar_problem
 from .errors import Problem, SpecError
 from .nodes import (
     MAX_DEPTH,
@@ -120,9 +121,13 @@ class _Reader:
         if depth > MAX_DEPTH:
             self.fail(path, ypath, f"nested deeper than {MAX_DEPTH} levels")
             return None
-        if isinstance(data, str):
-            return self.scalar_string(data, path, ypath)
-        if data is None or isinstance(data, (bool, int, float)):
+        if data is None or isinstance(data, (str, bool, int, float)):
+            problem = scalar_problem(data)
+            if problem is not None:
+                self.fail(path, ypath, problem)
+                return None
+            if isinstance(data, str):
+                return self.scalar_string(data, path, ypath)
             return Value(data)
         if isinstance(data, list):
             return ListNode(self.items(data, path, ypath, depth))
@@ -150,6 +155,10 @@ class _Reader:
         for key, value in data.items():
             if not isinstance(key, str):
                 self.fail(path, ypath, f"key {key!r} must be a string (quote it in YAML)")
+                continue
+            problem = scalar_problem(key)
+            if problem is not None:
+                self.fail(path, ypath, f"key {key!r}: {problem}")
                 continue
             if what == "'fields'" and _reserved_field(key):
                 self.fail(
@@ -226,11 +235,11 @@ class _Reader:
             except ValueError as exc:
                 self.fail(path, ypath, str(exc))
                 return None
-        kinds = ", ".join([*registry.known_kinds(), "ref", "str", "skipped"])
         self.fail(
             path,
             ypath,
-            f"{text!r} does not start with a kind ({kinds}); a plain string is written "
+            f"{text!r} does not start with a kind (tensor, op, variable, sparse, ref, str, "
+            f"skipped, or another kind of the spec format); a plain string is written "
             f"'str {text}'",
         )
         return None

@@ -216,7 +216,7 @@ def _class_findings(
             cls = classes[class_path]
         else:
             try:
-                cls = classpath.resolve_class(class_path, allow)
+                cls = classpath.resolve_class(class_path, allow, import_modules=not generic)
             except ClassNotAllowedError as exc:
                 classes[class_path] = None
                 if not generic:

@@ -40,8 +40,11 @@ __all__ = [
 
 T = TypeVar("T", bound=type)
 
-_TRUSTED: weakref.WeakSet[type] = weakref.WeakSet()
-_TRUSTED_BASES: weakref.WeakSet[type] = weakref.WeakSet()
+# Keyed by id and checked by identity (never ``in`` on a set of classes: that would
+# run a metaclass's __eq__/__hash__); weak values, so a class is not kept alive.
+_TRUSTED: weakref.WeakValueDictionary[int, type] = weakref.WeakValueDictionary()
+_TRUSTED_BASES: weakref.WeakValueDictionary[int, type] = weakref.WeakValueDictionary()
+_TYPE_MRO = type.__dict__["__mro__"]
 _version = 0
 
 #: Kind words a leaf handler may not take: the spec's own scalar kinds.
@@ -76,22 +79,22 @@ def register(cls: T) -> T:
     """
     if not isinstance(cls, type):
         raise TypeError(f"register() takes a class, not {type(cls).__name__}")
-    _TRUSTED.add(cls)
+    _TRUSTED[id(cls)] = cls
     _bump()
     return cls
 
 
 def trust_subclasses(base: type) -> None:
     """Trust ``base`` and every subclass of it (how ``GraphConvertible`` is trusted)."""
-    _TRUSTED_BASES.add(base)
+    _TRUSTED_BASES[id(base)] = base
     _bump()
 
 
 def is_trusted(cls: type) -> bool:
     """True for a class registered with ``@register`` or derived from a trusted base."""
-    if cls in _TRUSTED:
+    if _TRUSTED.get(id(cls)) is cls:
         return True
-    return any(base in _TRUSTED_BASES for base in cls.__mro__)
+    return any(_TRUSTED_BASES.get(id(base)) is base for base in _TYPE_MRO.__get__(cls))
 
 
 # --------------------------------------------------------------------------- leaf handlers
@@ -103,7 +106,7 @@ class RebuildContext:
 
     graph: Any = None
     session: Any = None
-    allow: tuple[str, ...] = ()
+    allow: Any = ()  # the caller's classpath.AllowPolicy
     generic: bool = False
 
 

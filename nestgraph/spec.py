@@ -28,7 +28,7 @@ from .nodes import (
     iter_nodes,
     rebuild,
 )
-from .paths import Key, PathTuple, format_path, parse_path
+from .paths import Key, PathTuple, format_path, list_index, parse_path
 
 __all__ = ["SPEC_VERSION", "BindingRecord", "Spec", "leaf_parts"]
 
@@ -311,15 +311,8 @@ class Spec:
 
 def _child(node: SpecNode, key: str) -> tuple[Key, SpecNode] | None:
     for k, child in children(node):
-        if k == key if isinstance(k, str) else _index_key(key) == k:
+        if k == key if isinstance(k, str) else list_index(key) == k:
             return k, child
-    return None
-
-
-def _index_key(key: str) -> int | None:
-    # ASCII digits only: str.isdigit() also accepts other scripts' digits.
-    if key and all("0" <= c <= "9" for c in key) and (key == "0" or key[0] != "0"):
-        return int(key)
     return None
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import IO
 
-from ._atomic import read_limited, write_atomic
-from ._yamlio import MAX_BYTES
+from ._atomic import is_remote, read_limited, write_atomic
+from ._yamlio import MAX_BYTES, load_json
 from .errors import SpecError
 from .spec import Spec
 
@@ -47,12 +48,14 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
         raise SpecError("no such file", source=path) from None
     except (OSError, ValueError) as exc:
         raise SpecError(f"cannot read: {exc}", source=path) from None
+    except Exception as exc:
+        # TensorFlow's file systems (ram://, gs://, ...) raise tf.errors.OpError instead.
+        tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+        if not is_remote(path) or tf_errors is None or not isinstance(exc, tf_errors.OpError):
+            raise
+        if isinstance(exc, tf_errors.NotFoundError):
+            raise SpecError("no such file", source=path) from None
+        raise SpecError(f"cannot read: {exc.message}", source=path) from None
     if not _is_json(path):
         return Spec.from_yaml(data, source=path)
-    try:
-        tree = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"invalid JSON: {exc.msg}", source=path, line=exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"not UTF-8 text: {exc}", source=path) from None
-    return Spec.from_dict(tree, source=path)
+    return Spec.from_dict(load_json(data, source=path), source=path)

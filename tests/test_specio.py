@@ -91,3 +91,37 @@ def test_saved_spec_gets_the_usual_file_mode(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert (tmp_path / "m.yaml").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            '{"nestgraph": 1, "class": "p.m:M", "fields": {"x": "str a", "x": "str b"}}',
+            r"m\.json: duplicate key 'x' in a JSON object",
+        ),
+        ('{"nestgraph": 1, "root": ' + "[" * 300 + "]" * 300 + "}", "nested deeper than 208"),
+        ('{"nestgraph": 1, "root": ' + "9" * 5000 + "}", "integer of more than 4300"),
+        ('{"nestgraph": 1, "root": "str \\ud800"}', "lone surrogate"),
+    ],
+)
+def test_hostile_json_files_are_spec_errors(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(text)
+    with pytest.raises(ng.SpecError, match=match):
+        ng.load_spec(path)
+
+
+def test_json_nan_and_infinity_round_trip_as_in_yaml(tmp_path: Path) -> None:
+    spec = ng.Spec.from_yaml("nestgraph: 1\nroot: [.inf, -.inf, .nan]\n")
+    ng.save_spec(spec, tmp_path / "m.json")
+    ng.save_spec(spec, tmp_path / "m.yaml")
+    values = [ng.load_spec(tmp_path / n).to_dict()["root"] for n in ("m.json", "m.yaml")]
+    for inf, neg_inf, nan in values:
+        assert (inf, neg_inf) == (float("inf"), float("-inf")) and nan != nan
+
+
+def test_missing_remote_file() -> None:
+    tf.io.gfile.makedirs("ram://specio")
+    with pytest.raises(ng.SpecError, match="ram://specio/absent.yaml: "):
+        ng.load_spec("ram://specio/absent.yaml")
