@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._specdiff import SpecDiff
+from ._version import __version__
 from .binding import CheckReport, Finding, GraphConvertible, Node, check, from_graph, to_graph
 from .classpath import register
 from .errors import (
@@ -22,9 +24,8 @@ from .errors import (
 from .spec import BindingRecord, Spec
 from .specio import load_spec, save_spec
 
-__version__ = "0.1.0"
-
 if TYPE_CHECKING:
+    from ._summary import summary
     from .bundle import dumps, export, export_saved_model, load, loads, save
 
 # Bundles need TensorFlow; specs do not. Import the bundle module on first use, so
@@ -37,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from .bundle import _api as bundle
 
         return getattr(bundle, name)
+    if name == "summary":
+        from ._summary import summary
+
+        return summary
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
 
@@ -52,6 +57,7 @@ __all__ = [
     "Node",
     "Problem",
     "Spec",
+    "SpecDiff",
     "SpecError",
     "__version__",
     "check",
@@ -65,5 +71,6 @@ __all__ = [
     "register",
     "save",
     "save_spec",
+    "summary",
     "to_graph",
 ]
