@@ -26,23 +26,25 @@ def format_table(
     """
     filled = [list(row[: max((i + 1 for i, c in enumerate(row) if c), default=0)]) for row in rows]
     columns = max((len(row) for row in filled), default=0)
+    # A left-aligned column is padded only where something follows it; a right-aligned
+    # one (numbers) always, or its digits would not line up.
     width = [
-        max((len(row[i]) for row in filled if len(row) > i + 1), default=0)
-        for i in range(columns - 1)
+        max(
+            (len(row[i]) for row in filled if len(row) > i + 1 or (i in right and len(row) > i)),
+            default=0,
+        )
+        for i in range(columns)
     ]
     if width:
         width[0] = min(width[0], MAX_FIRST_COLUMN)
-    # A right-aligned last column is padded too, or its numbers would not line up.
-    last = max((len(row[-1]) for row in filled if len(row) == columns), default=0)
     lines = []
     for row in filled:
         cells = []
         for i, cell in enumerate(row):
-            w = width[i] if i < len(width) else last
             if i in right:
-                cells.append(cell.rjust(w))
+                cells.append(cell.rjust(width[i]))
             elif i < len(row) - 1:
-                cells.append(cell.ljust(w))
+                cells.append(cell.ljust(width[i]))
             else:
                 cells.append(cell)
         lines.append("  ".join(cells))

@@ -315,9 +315,9 @@ class Spec:
         version = data.get("nestgraph")
         if version is None:
             raise SpecError(
-                f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing (for an "
-                "old flat {field: tensor_name} dict, write the spec again with ng.to_graph(model) "
-                "and ng.save_spec)",
+                f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing (an "
+                "old flat {field: tensor_name} dict becomes a spec with ng.Spec.from_flat(mapping, "
+                "graph) or 'nestgraph upgrade OLD.json GRAPH -o NEW.yaml')",
                 source=source,
                 line=reader.line(()),
             )

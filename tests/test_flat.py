@@ -121,3 +121,12 @@ def test_hostile_dicts_give_a_spec_or_a_nestgraph_error(flat: dict[str, str]) ->
             assert exc.problems and {p.path for p in exc.problems} <= keys
         else:
             assert set(spec.flatten().values()) <= {"x", "x:0"}
+
+
+def test_loading_a_flat_dict_as_a_spec_points_at_the_migration(tmp_path: Any) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"x": "ExpandDims:0", "train_step": "Adam"}))
+    with pytest.raises(
+        ng.SpecError, match=r"ng\.Spec\.from_flat\(mapping, graph\) or 'nestgraph upgrade"
+    ):
+        ng.load_spec(old)

@@ -176,3 +176,13 @@ def test_bad_sources(saved: dict[str, Any], tmp_path: Path) -> None:
         ng.summary(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="graph must be a tf.Graph or a MetaGraphDef"):
         ng.summary(saved["spec"], graph="graph.pb")
+
+
+def test_a_variable_of_unknown_shape_is_flagged_not_guessed(graph: Any) -> None:
+    known = tf1.get_variable("known", [2, 3])
+    unknown = tf1.Variable(tf1.placeholder_with_default([1.0], shape=[None]), validate_shape=False)
+    spec = ng.to_graph({"known": known, "unknown": unknown})
+    result = ng.summary(spec, graph)
+    assert (result.total.params, result.total.unknown) == (6, 1)
+    assert result.rows[0].count.params_text() == "6+?"
+    assert "+?: 1 variable(s) of unknown shape, size or name" in str(result)
