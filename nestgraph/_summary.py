@@ -123,7 +123,10 @@ class Summary:
             f"({self.non_trainable.bytes_text()})"
         )
         if self.total.unknown:
-            lines.append(f"  +?: {self.total.unknown} variable(s) of unknown shape, size or name")
+            lines.append(
+                f"  +?: {self.total.unknown} variable(s) not counted in full: unknown shape or "
+                "element size, or not in the graph"
+            )
         if self.graph_total is not None:
             lines.append(
                 f"graph: {self.graph_variables:,} variables, {self.graph_total.params_text()} "

@@ -185,4 +185,4 @@ def test_a_variable_of_unknown_shape_is_flagged_not_guessed(graph: Any) -> None:
     result = ng.summary(spec, graph)
     assert (result.total.params, result.total.unknown) == (6, 1)
     assert result.rows[0].count.params_text() == "6+?"
-    assert "+?: 1 variable(s) of unknown shape, size or name" in str(result)
+    assert "+?: 1 variable(s) not counted in full: unknown shape" in str(result)

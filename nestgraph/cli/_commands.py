@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import nestgraph as ng
-from nestgraph.bundle import _inspect
+from nestgraph import bundle
 from nestgraph.errors import ROOT_LABEL
 from nestgraph.nodes import Node, describe, iter_nodes
 from nestgraph.paths import PathTuple, format_path
@@ -48,7 +48,7 @@ def _graph(file: str, debug: bool) -> Any:
     open_local(file).close()  # local files only, with the command line's messages
     quiet_tensorflow(debug)  # before the progress line below, which it would interrupt
     with tensorflow_work("importing the graph", debug):
-        return _inspect.import_graph(file)
+        return bundle.import_graph(file)
 
 
 # --------------------------------------------------------------------------- show / flatten
@@ -218,7 +218,7 @@ def summary(args: argparse.Namespace) -> int:
         open_local(graph_file).close()
         quiet_tensorflow(args.debug)
         with tensorflow_work("reading the graph", args.debug):
-            meta_graph = _inspect.read_meta_graph(graph_file)
+            meta_graph = bundle.read_meta_graph(graph_file)
     with about(source.file):
         table = ng.summary(source.spec, meta_graph, subtree=args.subtree, depth=args.depth)
     print(table)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from nestgraph._atomic import is_remote
-from nestgraph.bundle._inspect import is_bundle, read_spec
+from nestgraph.bundle import is_bundle, read_spec
 from nestgraph.errors import NestgraphError, SpecError
 from nestgraph.spec import Spec
 from nestgraph.specio import load_spec, save_spec
@@ -86,11 +86,6 @@ def _looks_binary(head: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
-
-
-def file_is_bundle(file: str) -> bool:
-    """Whether the local ``file`` holds a bundle (``InputError`` if it cannot be read)."""
-    return is_bundle(_head(file, 4))
 
 
 def read_input(file: str) -> Input:
