@@ -145,3 +145,23 @@ def test_upgrade_and_summary_are_listed_in_help(files: Path) -> None:
     )
     assert result.returncode == 0
     assert "summary" in result.stdout and "upgrade" in result.stdout
+
+
+def test_tensorflow_chatter_stays_off_stderr_unless_debug(files: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nestgraph", *args, "summary", "model.ng", "--depth", "0"],
+            cwd=files,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    quiet = run()
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    assert quiet.stdout.startswith("path ")
+    loud = run("--debug")
+    assert loud.returncode == 0 and loud.stdout == quiet.stdout
+    if not any(c in loud.stderr for c in ("cuInit", "oneDNN", "absl::InitializeLog")):
+        pytest.skip("this TensorFlow build prints no start-up chatter here; nothing to hide")
