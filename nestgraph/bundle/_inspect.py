@@ -120,11 +120,12 @@ def read_meta_graph(source: Source) -> Any:
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    data = _read(source)
-    file = _name(source)
-    if data[:4] in _ZIP_MAGIC:
+    if is_bundle(source):
+        # Only graph.pb is read from the zip: never the whole file, never the checkpoint.
         file, contents = _contents(source)
         data, file = contents.graph, f"{file}:{GRAPH}"
+    else:
+        data, file = _read(source), _name(source)
     meta_graph = meta_graph_pb2.MetaGraphDef()
     try:
         meta_graph.ParseFromString(data)
