@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nestgraph-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+DIST ?= dist
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,5 +29,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/spec_bench.py
 	$(PY) benchmarks/load_bench.py
 
+# A wheel and an sdist in $(DIST)/ (what CI installs into a clean environment).
+dist: $(STAMP)
+	$(PY) -m build --outdir $(DIST) .
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build nestgraph.egg-info

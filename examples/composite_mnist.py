@@ -39,10 +39,8 @@ from typing import Any
 
 # tf.compat.v1.layers needs Keras 2 (tf-keras); this must happen before TensorFlow loads.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
-import tensorflow as tf
+from _common import tf
 
 import nestgraph as ng
 

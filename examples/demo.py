@@ -8,7 +8,8 @@
    ``heads.digit`` sub-network from the bundle and check that its predictions
    are bit-identical to the ones made here.
 
-Run: ``python examples/demo.py [--out DIR]``.
+Run: ``python examples/demo.py [--out DIR]`` (``NESTGRAPH_DEBUG=1`` shows
+TensorFlow's own start-up log, which the examples keep off the terminal).
 """
 
 from __future__ import annotations
@@ -22,24 +23,13 @@ import tempfile
 import textwrap
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
-import tensorflow as tf
+from _common import Dense, synthetic_data, tf
 
 import nestgraph as ng
 
 tf1 = tf.compat.v1
 FEATURES, CLASSES, TOWERS, LAYERS, WIDTH = 8, 4, 3, 2, 16
-
-
-class Dense(ng.GraphConvertible):
-    def __init__(self, x: tf.Tensor, units: int, name: str, relu: bool = True) -> None:
-        with tf1.variable_scope(name):
-            self.w = tf1.get_variable("w", [x.shape[-1], units])
-            self.b = tf1.get_variable("b", [units], initializer=tf1.zeros_initializer())
-            y = tf.matmul(x, self.w) + self.b
-            self.out = tf.nn.relu(y) if relu else y
 
 
 class Tower(ng.GraphConvertible):
@@ -79,13 +69,6 @@ class Model(ng.GraphConvertible):
         self.global_step = tf1.train.get_or_create_global_step()
         optimizer = tf1.train.AdamOptimizer(self.learning_rate)
         self.train_op = optimizer.minimize(self.loss, global_step=self.global_step, name="train")
-
-
-def synthetic_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, FEATURES)).astype(np.float32)
-    y = (x[:, :CLASSES].argmax(axis=1)).astype(np.int64)
-    return x, y
 
 
 RESTORE_SCRIPT = textwrap.dedent(
@@ -128,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = Model()
         session = tf1.Session(graph=graph)
         session.run(tf1.global_variables_initializer())
-    x, y = synthetic_data(512, seed=0)
+    x, y = synthetic_data(512, FEATURES, CLASSES, seed=0)
     for _ in range(args.steps):
         _, loss = session.run([model.train_op, model.loss], {model.x: x, model.y: y})
     print(
@@ -144,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(spec.to_yaml())
 
     print("== 4. restore heads.digit alone in a fresh process with no model code")
-    x_test, _ = synthetic_data(8, seed=1)
+    x_test, _ = synthetic_data(8, FEATURES, CLASSES, seed=1)
     expected = session.run(model.heads["digit"].probs, {model.x: x_test})
     inputs_path = os.path.join(out, "inputs.npy")
     np.save(inputs_path, x_test)

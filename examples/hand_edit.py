@@ -36,10 +36,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
-import tensorflow as tf
+from _common import tf
 
 import nestgraph as ng
 

@@ -25,27 +25,14 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
-import tensorflow as tf
+from _common import Dense, synthetic_data, tf
 
 import nestgraph as ng
 
 tf1 = tf.compat.v1
 FEATURES, WIDTH, LAYERS, CLASSES = 6, 16, 2, 3
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_restore_child.py")
-
-
-class Dense(ng.GraphConvertible):
-    """``relu(x @ w + b)`` (or without the relu), with its variables."""
-
-    def __init__(self, x: Any, units: int, name: str, relu: bool = True) -> None:
-        with tf1.variable_scope(name):
-            self.w = tf1.get_variable("w", [x.shape[-1], units])
-            self.b = tf1.get_variable("b", [units], initializer=tf1.zeros_initializer())
-            y = tf.matmul(x, self.w) + self.b
-            self.out = tf.nn.relu(y) if relu else y
 
 
 class Encoder(ng.GraphConvertible):
@@ -96,12 +83,6 @@ class Model(ng.GraphConvertible):
         self.train_op = tf1.train.AdamOptimizer(0.01).minimize(self.loss, name="train")
 
 
-def synthetic_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, FEATURES)).astype(np.float32)
-    return x, x[:, :CLASSES].argmax(axis=1).astype(np.int64)
-
-
 def run_child(bundle: str, inputs: str, outputs: str) -> dict[str, Any]:
     """Run the code-free restore script; relay its narration; return its result line."""
     # -I: isolated mode. This directory is not on the child's sys.path, so even an
@@ -138,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         model = Model()
         session = tf1.Session(graph=graph)
         session.run(tf1.global_variables_initializer())
-    x_train, y_train = synthetic_data(256, seed=0)
+    x_train, y_train = synthetic_data(256, FEATURES, CLASSES, seed=0)
     loss = float("nan")
     for _ in range(args.steps):
         _, loss = session.run([model.train_op, model.loss], {model.x: x_train, model.y: y_train})
@@ -153,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"   {os.path.getsize(bundle)} bytes; the graph now has {saved_ops} ops (with the Saver")
     print("   ng.save added, so that plain tf.compat.v1.train.import_meta_graph can restore it)")
 
-    x_test, _ = synthetic_data(8, seed=1)
+    x_test, _ = synthetic_data(8, FEATURES, CLASSES, seed=1)
     expected = session.run(model.heads["cls"].probs, {model.x: x_test})
     session.close()
     inputs_path = os.path.join(out, "inputs.npy")

@@ -24,26 +24,13 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
-import tensorflow as tf
+from _common import Dense, synthetic_data, tf
 
 import nestgraph as ng
 
 tf1 = tf.compat.v1
 FEATURES, WIDTH, LAYERS, CLASSES = 8, 16, 2, 4
-
-
-class Dense(ng.GraphConvertible):
-    """``x @ w + b``, with a ReLU unless ``relu=False``."""
-
-    def __init__(self, x: Any, units: int, name: str, relu: bool = True) -> None:
-        with tf1.variable_scope(name):
-            self.w = tf1.get_variable("w", [x.shape[-1], units])
-            self.b = tf1.get_variable("b", [units], initializer=tf1.zeros_initializer())
-            y = tf.matmul(x, self.w) + self.b
-            self.out = tf.nn.relu(y) if relu else y
 
 
 class Encoder(ng.GraphConvertible):
@@ -91,12 +78,6 @@ class Model(ng.GraphConvertible):
         )
 
 
-def synthetic_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, FEATURES)).astype(np.float32)
-    return x, x[:, :CLASSES].argmax(axis=1).astype(np.int64)
-
-
 def directory_bytes(path: str) -> int:
     """The total size of the files under ``path``."""
     return sum(
@@ -129,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         model = Model()
         session = tf1.Session(graph=graph)
         session.run(tf1.global_variables_initializer())
-    x_train, y_train = synthetic_data(256, seed=0)
+    x_train, y_train = synthetic_data(256, FEATURES, CLASSES, seed=0)
     loss = float("nan")
     for _ in range(args.steps):
         _, loss = session.run([model.train_op, model.loss], {model.x: x_train, model.y: y_train})
@@ -138,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     bundle_bytes = os.path.getsize(bundle)
     print(f"   {args.steps} steps, loss {loss:.4f}; {full_ops} ops; model.ng: {bundle_bytes} bytes")
 
-    x_test, _ = synthetic_data(16, seed=1)
+    x_test, _ = synthetic_data(16, FEATURES, CLASSES, seed=1)
     expected_probs, expected_features = session.run(
         [model.heads["cls"].probs, model.encoder.out], {model.x: x_test}
     )

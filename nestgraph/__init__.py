@@ -14,10 +14,11 @@ root:
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from ._objects import Node, materialize
+from ._specdiff import SpecDiff
+from ._version import __version__
 from .binding import CheckReport, Finding, check, from_graph
 from .classpath import UNSAFE_ALLOW_ALL
 from .convertible import GraphConvertible, to_graph
@@ -35,12 +36,8 @@ from .registry import register, register_leaf
 from .spec import BindingRecord, Spec
 from .specio import load_spec, save_spec
 
-try:
-    __version__ = _metadata.version("nestgraph")
-except _metadata.PackageNotFoundError:  # a source checkout that is not installed
-    __version__ = "0+unknown"
-
 if TYPE_CHECKING:
+    from ._summary import summary
     from .bundle import dumps, export, export_saved_model, load, loads, save
 
 # Bundles need TensorFlow; specs do not. Import the bundle layer on first use, so
@@ -53,6 +50,10 @@ def __getattr__(name: str) -> Any:
         from . import bundle
 
         return getattr(bundle, name)
+    if name == "summary":
+        from ._summary import summary
+
+        return summary
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
 
@@ -70,6 +71,7 @@ __all__ = [
     "Node",
     "Problem",
     "Spec",
+    "SpecDiff",
     "SpecError",
     "WalkError",
     "__version__",
@@ -86,5 +88,6 @@ __all__ = [
     "register_leaf",
     "save",
     "save_spec",
+    "summary",
     "to_graph",
 ]

@@ -266,9 +266,9 @@ def decode(
     version = data.get("nestgraph")
     if version is None:
         raise SpecError(
-            f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing (for an "
-            "old flat {field: tensor_name} dict, use ng.Spec.from_flat(mapping, graph) or "
-            "'nestgraph upgrade')",
+            f"not a nestgraph spec: the key 'nestgraph: {SPEC_VERSION}' is missing (an "
+            "old flat {field: tensor_name} dict becomes a spec with ng.Spec.from_flat(mapping, "
+            "graph) or 'nestgraph upgrade OLD.json GRAPH -o NEW.yaml')",
             source=source,
             line=reader.line(()),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import _codec, registry
 from ._codec import SPEC_VERSION
@@ -29,6 +29,9 @@ from .nodes import (
     rebuild,
 )
 from .paths import Key, PathTuple, format_path, list_index, parse_path
+
+if TYPE_CHECKING:
+    from ._specdiff import SpecDiff
 
 __all__ = ["SPEC_VERSION", "BindingRecord", "Spec", "leaf_parts"]
 
@@ -307,6 +310,46 @@ class Spec:
             where = f" under {format_path(within)!r}" if within else ""
             raise SpecError(f"no name{where} starts with {old!r}; nothing to rescope")
         return Spec(root, source=self.source, lines=self._lines)
+
+    def diff(self, other: Spec) -> SpecDiff:
+        """What changed from this spec to ``other``: removed, added, rebound, class, changed.
+
+        ``bool(result)`` is true when they differ; ``str(result)`` is the table
+        ``nestgraph diff`` prints.
+
+        >>> old = Spec.from_dict({"nestgraph": 1, "root": {"dict": {"x": "tensor x:0"}}})
+        >>> print(old.diff(Spec.from_dict({"nestgraph": 1, "root": {"dict": {"x": "op x"}}})))
+        rebound  x  tensor x:0 -> op x
+        """
+        from ._specdiff import diff_trees
+
+        if not isinstance(other, Spec):
+            raise TypeError(f"diff takes a Spec, not {type(other).__name__}")
+        return diff_trees(self.root, other.root)
+
+    @classmethod
+    def from_flat(
+        klass, mapping: Mapping[str, str], graph: Any, cls: type | str | None = None
+    ) -> Spec:
+        """A versioned spec from the seed's flat ``{field: graph name}`` dict.
+
+        Each binding's kind is read from ``graph`` (any object with the methods
+        of a ``tf.Graph``): ``name:N`` is a tensor, or a variable when a variable
+        collection holds it; a name without ``:N`` is an op. Dotted keys stay flat
+        fields. With ``cls`` (a class or ``"module:QualName"``) the root is an
+        object of that class, otherwise a dict.
+
+        Raises ``BindingError`` listing every name not in the graph, with the closest names.
+
+        >>> import tensorflow as tf
+        >>> with tf.Graph().as_default() as graph:
+        ...     x = tf.compat.v1.placeholder(tf.float32, name="x")
+        >>> Spec.from_flat({"x": "x:0", "feed": "x"}, graph).flatten()
+        {'x': 'x:0', 'feed': 'x'}
+        """
+        from ._flat import flat_to_spec_dict
+
+        return klass.from_dict(flat_to_spec_dict(mapping, graph, cls))
 
 
 def _child(node: SpecNode, key: str) -> tuple[Key, SpecNode] | None:

@@ -39,11 +39,17 @@ print({marker!r} + json.dumps(result))
 """
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+# TensorFlow's native start-up chatter on a machine without a GPU; examples keep it off stderr.
+CHATTER = ("cuInit", "oneDNN", "absl::InitializeLog", "cuda drivers")
+
+
+def _spawn(args: list[str], **env_extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     # The scripts must set up TensorFlow themselves; don't lend them the test process's set-up.
     env.pop("TF_USE_LEGACY_KERAS", None)
-    proc = subprocess.run(
+    env.pop("NESTGRAPH_DEBUG", None)
+    env.update(env_extra)
+    return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
         env=env,
@@ -52,9 +58,16 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
         timeout=TIMEOUT_S,
         check=False,
     )
+
+
+def _run(args: list[str], quiet: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a script; with ``quiet``, insist that TensorFlow's chatter stayed off its stderr."""
+    proc = _spawn(args)
     assert proc.returncode == 0, (
         f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     )
+    noise = [line for line in proc.stderr.splitlines() if any(c in line for c in CHATTER)]
+    assert not (quiet and noise), f"TensorFlow's start-up chatter reached stderr: {noise}"
     return proc
 
 
@@ -74,6 +87,19 @@ def test_every_example_has_a_test() -> None:
     assert examples, "no examples found"
     untested = [name for name in examples if f"test_example_{name}" not in globals()]
     assert not untested, f"add a test_example_<name> function to {__file__} for {untested}"
+
+
+def test_quiet_output_still_shows_real_errors_and_debug_shows_everything() -> None:
+    demo = str(EXAMPLES / "demo.py")
+    quiet = _spawn([demo, "--no-such-option"])
+    assert quiet.returncode == 2
+    assert "demo.py: error: unrecognized arguments: --no-such-option" in quiet.stderr
+    assert not any(c in quiet.stderr for c in CHATTER), quiet.stderr
+    loud = _spawn([demo, "--no-such-option"], NESTGRAPH_DEBUG="1")
+    assert loud.returncode == 2 and "unrecognized arguments" in loud.stderr
+    if not any(c in loud.stderr for c in CHATTER):
+        pytest.skip("this TensorFlow build prints no start-up chatter here; nothing to hide")
+    assert len(loud.stderr.splitlines()) > len(quiet.stderr.splitlines())
 
 
 # --------------------------------------------------------------------------- examples
@@ -162,7 +188,8 @@ def test_example_demo(tmp_path: Path) -> None:
 
 
 def test_spec_bench_quick_runs_and_prints_the_table() -> None:
-    stdout = _run([str(BENCHMARKS / "spec_bench.py"), "--quick"]).stdout
+    # The benchmark prints timings, not a user's output: its stderr is not checked.
+    stdout = _run([str(BENCHMARKS / "spec_bench.py"), "--quick"], quiet=False).stdout
     assert "| operation | ours ms | TF ms | ratio | target | result |" in stdout
     rows = [line for line in stdout.splitlines() if line.startswith("| (")]
     assert [row[:4] for row in rows] == ["| (a", "| (b"]

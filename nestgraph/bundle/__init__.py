@@ -2,7 +2,8 @@
 
 The public face of the bundle layer. ``_container`` (the zip format) needs no
 TensorFlow, so reading a bundle's spec stays light; the save and load paths in
-``_api`` import TensorFlow and are loaded on first use.
+``_api`` import TensorFlow and are loaded on first use. ``_inspect`` looks at
+bundle files (sniff, spec, graph) without loading them.
 """
 
 from __future__ import annotations
@@ -11,11 +12,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nestgraph.bundle._api import dumps, export, export_saved_model, load, loads, save
+    from nestgraph.bundle._inspect import import_graph, is_bundle, read_meta_graph, read_spec
 
-__all__ = ["dumps", "export", "export_saved_model", "load", "loads", "save"]
+_INSPECT_NAMES = frozenset({"import_graph", "is_bundle", "read_meta_graph", "read_spec"})
+
+__all__ = [
+    "dumps",
+    "export",
+    "export_saved_model",
+    "import_graph",
+    "is_bundle",
+    "load",
+    "loads",
+    "read_meta_graph",
+    "read_spec",
+    "save",
+]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _INSPECT_NAMES:
+        from nestgraph.bundle import _inspect
+
+        return getattr(_inspect, name)
     if name in __all__:
         from nestgraph.bundle import _api
 
