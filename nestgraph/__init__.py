@@ -10,9 +10,11 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-from ._objects import Node, materialize
+# Leaf handlers for TF1 model state, NumPy values and functions register at import.
+from . import _functions, _numpyleaves, _tfleaves  # noqa: F401
+from ._objects import Node, Placeholder, SkippedField, materialize
 from .binding import CheckReport, Finding, check, from_graph
-from .convertible import GraphConvertible, to_graph
+from .convertible import GraphConvertible, SkippedFieldsWarning, to_graph
 from .errors import (
     BindingAndClassError,
     BindingError,
@@ -59,7 +61,10 @@ __all__ = [
     "GraphConvertible",
     "NestgraphError",
     "Node",
+    "Placeholder",
     "Problem",
+    "SkippedField",
+    "SkippedFieldsWarning",
     "Spec",
     "SpecError",
     "WalkError",

@@ -211,6 +211,9 @@ def _class_findings(
     findings: list[Finding] = []
     for class_path, (path, node) in plan.class_paths.items():
         where, line = format_path(path), plan.spec.line_of(path)
+        if isinstance(node, ObjectNode) and registry.is_rebuilt_as_node(class_path):
+            classes[class_path] = None  # a library layer: an ng.Node holding its variables
+            continue
         try:
             cls: type | None = classpath.resolve_class(class_path, allow)
         except ClassNotAllowedError as exc:

@@ -31,7 +31,10 @@ __all__ = [
     "RebuildContext",
     "handler_for_kind",
     "handler_for_type",
+    "install",
+    "is_rebuilt_as_node",
     "is_trusted",
+    "rebuild_as_node",
     "register",
     "register_leaf",
     "trust_subclasses",
@@ -138,7 +141,10 @@ class LeafHandler:
                 raise ValueError(problem)
         if not self.parts:
             return Leaf(self.kind, value=text)
-        return Leaf(self.kind, tuple(text.split(" ")))
+        # Text after the graph names (a Saver's flags) is the leaf's value.
+        tokens = text.split(" ", len(self.parts))
+        rest = tokens[len(self.parts)] if len(tokens) > len(self.parts) else None
+        return Leaf(self.kind, tuple(tokens[: len(self.parts)]), rest)
 
 
 _handlers: list[LeafHandler] = []
@@ -189,6 +195,28 @@ def _install(handler: LeafHandler, *, override: bool) -> LeafHandler:
         _by_kind[handler.kind] = handler
     _bump()
     return handler
+
+
+def install(handler: LeafHandler, *, override: bool = False) -> LeafHandler:
+    """Register a ``LeafHandler`` built by hand (one whose ``rebuild`` needs the context)."""
+    return _install(handler, override=override)
+
+
+# Module prefixes whose classes are rebuilt as generic ``Node`` objects whatever the
+# policy says: library objects (layers) that ``cls.__new__`` plus fields cannot make usable.
+_NODE_PREFIXES: set[str] = set()
+
+
+def rebuild_as_node(module_prefix: str) -> None:
+    """Rebuild every class under ``module_prefix`` (``"tf_keras."``) as an ``ng.Node``."""
+    _NODE_PREFIXES.add(module_prefix)
+    _bump()
+
+
+def is_rebuilt_as_node(class_path: str) -> bool:
+    """True for a class path that ``rebuild_as_node`` covers."""
+    module = class_path.split(":", 1)[0] + "."
+    return any(module.startswith(prefix) for prefix in _NODE_PREFIXES)
 
 
 def _part_kinds(parts: Sequence[str] | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
