@@ -3,7 +3,7 @@
 * ``numpy float32 0.5``: a NumPy scalar of a numeric or bool dtype; it comes
   back as the same NumPy type with the same value (NaN, infinities and -0.0
   included: each element is written with NumPy's shortest text that reads back
-  to the same bits of its dtype).
+  to the same value of its dtype; a NaN comes back as NaN, without its payload).
 * ``ndarray float32 [2, 2] [[1.0, 2.0], [3.0, 4.0]]``: an ``np.ndarray`` of at
   most ``MAX_INLINE_ELEMENTS`` elements, as its dtype, shape and nested values.
   A larger array (a replay buffer, a vocabulary table) is skipped in a spec with
@@ -75,6 +75,17 @@ def _check_dtype(text: str) -> str:
 _FLOAT = re.compile(r"[-+]?(?:nan|inf|\d+\.?\d*(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)\Z")
 
 
+# Finite values at or beyond these round to infinity in the dtype: NumPy would warn
+# and store inf, so such text is refused instead.
+_OVERFLOW = {"float16": 65520.0, "float32": 2.0**128 - 2.0**103, "float64": math.inf}
+
+
+def _in_range(dtype: str, value: float, text: str) -> bool:
+    if math.isnan(value) or (math.isinf(value) and "inf" in text):
+        return True
+    return abs(value) < _OVERFLOW[dtype]
+
+
 def _check_element(dtype: str, text: str) -> None:
     """``ValueError`` unless ``text`` is a value of ``dtype`` (checked without NumPy)."""
     ok = True
@@ -87,12 +98,15 @@ def _check_element(dtype: str, text: str) -> None:
         high = 2**bits - 1 if unsigned else 2 ** (bits - 1) - 1
         ok = re.fullmatch(r"[-+]?\d+", text) is not None and low <= int(text) <= high
     elif dtype.startswith("float"):
-        ok = _FLOAT.match(text) is not None
+        ok = _FLOAT.match(text) is not None and _in_range(dtype, float(text), text)
     else:
         try:
-            complex(text)
+            number = complex(text)
         except ValueError:
             ok = False
+        else:
+            part = "float32" if dtype == "complex64" else "float64"
+            ok = _in_range(part, number.real, text) and _in_range(part, number.imag, text)
     if not ok:
         raise ValueError(f"{text!r} is not a {dtype} value")
 
@@ -200,7 +214,9 @@ def _split_array_text(text: str) -> tuple[str, tuple[int, ...], list[str]]:
         raise ValueError(f"more than {MAX_INLINE_ELEMENTS} elements are not written inline")
     nested, flat = _nested_values(match.group(3))
     found = _shape_of_nested(nested)
-    if found != shape and not (size == 0 and found == (0,)):
+    # Nested lists show an empty array's shape only up to its first zero dimension.
+    shown = shape[: shape.index(0) + 1] if size == 0 and shape else shape
+    if found != shown:
         raise ValueError(f"values have shape {list(found)}, but the shape says {list(shape)}")
     for element in flat:
         _check_element(dtype, element)

@@ -9,6 +9,8 @@
   bound graph that builds no new ops.
 * ``dtype float32``: a ``tf.DType``, by name.
 * ``shape [None, 4]`` (``shape unknown`` for an unknown rank): a ``tf.TensorShape``.
+* what ``tf1.assign(v, x)`` returns for a resource variable is recorded as
+  ``op`` (its assign op), not as a variable of that name.
 
 Types are looked up through ``sys.modules``: nothing here imports TensorFlow
 until a leaf is rebuilt, which only happens while binding to a graph.
@@ -279,6 +281,16 @@ _install(
     _write_shape,
     _rebuild_shape,
     _check_shape,
+)
+# ``tf1.assign(v, x)`` on a resource variable (a target-network update) returns an
+# "unread variable" named after its assign op: what running it does is that op.
+registry.install(
+    registry.LeafHandler(
+        None,
+        "the result of assigning to a resource variable",
+        _subclass_of(("tensorflow.python.ops.resource_variable_ops", "_UnreadVariable")),
+        lambda unread: Leaf(LookupKind.OP, (unread.op.name,)),
+    )
 )
 # Layers and other TensorFlow/Keras objects recorded as objects come back as ng.Node:
 # an instance made with __new__ and given its variables is not a working layer.
