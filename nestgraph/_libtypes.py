@@ -80,6 +80,18 @@ _LAYER_BASES = (
 # Library classes with a reason of their own: (module, class name, reason).
 _NAMED_REASONS = (
     (
+        "tensorflow.python.framework.ops",
+        "Graph",
+        "a tf.Graph holds the model rather than being part of it; from_graph binds "
+        "to the graph it is given",
+    ),
+    (
+        "tensorflow.python.training.optimizer",
+        "Optimizer",
+        "an optimizer object is Python-side; its ops and slot variables are in the graph, "
+        "so record the op minimize() returned (the train op) as a field instead",
+    ),
+    (
         "tensorflow.python.summary.writer.writer",
         "FileWriter",
         "a tf.summary.FileWriter writes event files of this run; create a new one after loading",
@@ -124,6 +136,7 @@ _LOCK_TYPES: tuple[type, ...] = (
 # Built-in kinds of object with a reason of their own, checked in this order.
 _STDLIB_REASONS: tuple[tuple[tuple[type, ...], str], ...] = (
     ((types.ModuleType,), "a module is code, not model state"),
+    ((type,), "a class is code, not model state"),
     ((threading.Thread,), "a thread belongs to the process that started it"),
     (_LOCK_TYPES, "a lock or other synchronisation object belongs to this process"),
     ((io.IOBase,), "an open file or stream cannot be saved; open it again after loading"),

@@ -278,8 +278,9 @@ def test_example_hand_edit(tmp_path: Path) -> None:
     assert result["spec_error_line"] == input_line
     assert result["spec_error"] == (
         f"{tmp_path / 'no_kind.yaml'}: heads.cls.input (line {input_line}): "
-        "'tower_1/dense/Relu:0' does not start with a kind (tensor, op, variable, sparse, ref, "
-        "str, skipped); a plain string is written 'str tower_1/dense/Relu:0'"
+        "'tower_1/dense/Relu:0' does not start with a kind (tensor, op, variable, sparse, "
+        "function, numpy, ndarray, session, saver, dtype, shape, ref, str, skipped); "
+        "a plain string is written 'str tower_1/dense/Relu:0'"
     )
     with pytest.raises(ng.SpecError, match=rf"heads\.cls\.input \(line {input_line}\)"):
         ng.load_spec(tmp_path / "no_kind.yaml")

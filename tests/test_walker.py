@@ -330,6 +330,9 @@ def _numbers() -> Iterator[int]:
         (Table, "test_walker:Table derives from the built-in dict"),
         (lambda: logging.getLogger("x"), "logging:Logger is a logging object"),
         (lambda: {1, 2}, "builtins:set is not a graph element"),
+        (lambda: Plain, "builtins:type: a class is code"),
+        (tf.Graph, "tensorflow.python.framework.ops:Graph: a tf.Graph holds the model"),
+        (lambda: tf1.train.AdamOptimizer(0.1), "AdamOptimizer: an optimizer object is Python-side"),
     ],
 )
 def test_library_objects_are_skipped_with_a_reason_that_fits(
