@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import types
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -202,6 +203,14 @@ def library_reason(tp: type) -> str | None:
     return None
 
 
+# Py_TPFLAGS_IMMUTABLETYPE (Python 3.10+): set for types compiled into CPython or an
+# extension module (functools.partial, collections.deque), never for a class statement.
+_COMPILED_TYPE = 1 << 8
+# Compiled bases that keep no state outside the instance dict (typing.Generic is
+# compiled from Python 3.12 on).
+_STATELESS_COMPILED = frozenset({object, types.SimpleNamespace, typing.Generic})
+
+
 def plain_object_reason(tp: type) -> str | None:
     """Why an instance of a user's class ``tp`` cannot be walked from its fields, or None.
 
@@ -221,6 +230,20 @@ def plain_object_reason(tp: type) -> str | None:
             f"{_type_label(tp)} derives from the built-in {builtin_base.__name__}, whose "
             f"contents its fields do not show; store a plain {builtin_base.__name__} "
             "instead, or teach nestgraph the type with ng.register_leaf"
+        )
+    compiled = next(
+        (
+            base
+            for base in tp.__mro__
+            if base not in _STATELESS_COMPILED and base.__flags__ & _COMPILED_TYPE
+        ),
+        None,
+    )
+    if compiled is not None:
+        return (
+            f"{_type_label(tp)} is (or derives from) {_type_label(compiled)}, a type "
+            "implemented in C whose state its fields do not show; teach nestgraph the "
+            "type with ng.register_leaf"
         )
     if tp.__dictoffset__ == 0 and not slot_names(tp):
         return f"{_type_label(tp)} has neither an instance dict nor slots to record"
@@ -252,6 +275,8 @@ def layer_fields(layer: Any, is_variable: Callable[[Any], bool]) -> list[tuple[s
     def add(name: str, value: Any) -> None:
         if name in fields or not name:
             return
+        if isinstance(value, list) and type(value) is not list:
+            value = list(value)  # a tracking wrapper (ListWrapper) around a plain list
         fields[name] = value
         for item in value if isinstance(value, (list, tuple)) else (value,):
             seen.add(id(item))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import enum
+import functools
 import io
 import logging
 import re
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pytest
@@ -32,6 +35,7 @@ from nestgraph.nodes import (
 )
 from nestgraph.walker import walk
 
+T = TypeVar("T")
 tf1 = tf.compat.v1
 Point = collections.namedtuple("Point", "x y")
 
@@ -331,6 +335,10 @@ def _numbers() -> Iterator[int]:
         (lambda: logging.getLogger("x"), "logging:Logger is a logging object"),
         (lambda: {1, 2}, "builtins:set is not a graph element"),
         (lambda: Plain, "builtins:type: a class is code"),
+        (
+            lambda: functools.partial(print),
+            "functools:partial is .*functools:partial, a type implemented in C",
+        ),
         (tf.Graph, "tensorflow.python.framework.ops:Graph: a tf.Graph holds the model"),
         (lambda: tf1.train.AdamOptimizer(0.1), "AdamOptimizer: an optimizer object is Python-side"),
     ],
@@ -424,3 +432,50 @@ def test_unbuilt_layer_is_an_empty_object(graph: tf.Graph) -> None:
     node = walk(Box(dense=tf1.layers.Dense(2)))
     assert isinstance(node, ObjectNode)
     assert node.fields["dense"] == ObjectNode("tf_keras.src.legacy_tf_layers.core:Dense", {})
+
+
+class Typed(Generic[T]):
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+
+def test_namespaces_and_generic_classes_are_objects() -> None:
+    node = walk(Box(a=argparse.Namespace(lr=0.1), b=types.SimpleNamespace(units=4), c=Typed(3)))
+    assert isinstance(node, ObjectNode)
+    assert node.fields == {
+        "a": ObjectNode("argparse:Namespace", {"lr": Value(0.1)}),
+        "b": ObjectNode("types:SimpleNamespace", {"units": Value(4)}),
+        "c": ObjectNode("test_walker:Typed", {"value": Value(3)}),
+    }
+
+
+def test_module_holding_variables_in_a_list_and_sub_layers(graph: tf.Graph) -> None:
+    import tf_keras
+
+    class Net(tf_keras.Model):  # a user's Keras model: walked by the layer rule
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = tf_keras.layers.Dense(2, name="first")
+            self.blocks = [tf_keras.layers.Dense(2, name=f"block_{i}") for i in range(2)]
+
+        def call(self, x: Any) -> Any:
+            for layer in (self.first, *self.blocks):
+                x = layer(x)
+            return x
+
+    module = tf.Module(name="m")
+    module.ws = [tf.Variable(1.0, name="w0"), tf.Variable(2.0, name="w1")]
+    net = Net()
+    net(tf1.placeholder(tf.float32, [None, 3]))
+    spec = ng.to_graph(Box(module=module, net=net))
+    flat = spec.flatten()
+    assert flat["module.ws.0"] == "w0:0" and flat["module.ws.1"] == "w1:0"
+    assert [k for k in flat if k.startswith("net.")] == [
+        "net.first.kernel",
+        "net.first.bias",
+        "net.blocks.0.kernel",
+        "net.blocks.0.bias",
+        "net.blocks.1.kernel",
+        "net.blocks.1.bias",
+    ]
+    assert spec.skipped == {}
