@@ -150,6 +150,16 @@ def _check_saver(text: str) -> str | None:
     return None
 
 
+def _check_saver_elements(elements: tuple[Any, ...]) -> str | None:
+    # Saver.save feeds a path string to the filename tensor and returns the save tensor.
+    problems = [
+        f"its {part} tensor {tensor.name!r} is {tensor.dtype.name}, not string"
+        for part, tensor in zip(("filename", "save"), elements[:2], strict=True)
+        if tensor.dtype.base_dtype.name != "string"
+    ]
+    return "; ".join(problems) or None
+
+
 def _rebuild_saver(leaf: Leaf, elements: tuple[Any, ...], context: registry.RebuildContext) -> Any:
     tf = _tf()
     filename, save, restore = elements
@@ -241,10 +251,18 @@ def _install(
     rebuild: Callable[[Leaf, tuple[Any, ...], registry.RebuildContext], Any],
     check_text: Callable[[str], str | None],
     parts: tuple[tuple[str, str], ...] = (),
+    check_elements: Callable[[tuple[Any, ...]], str | None] | None = None,
 ) -> None:
     registry.install(
         registry.LeafHandler(
-            kind, label, matches, write, parts=parts, rebuild=rebuild, check_text=check_text
+            kind,
+            label,
+            matches,
+            write,
+            parts=parts,
+            rebuild=rebuild,
+            check_text=check_text,
+            check_elements=check_elements,
         )
     )
 
@@ -265,6 +283,7 @@ _install(
     _rebuild_saver,
     _check_saver,
     _SAVER_PARTS,
+    _check_saver_elements,
 )
 _install(
     "dtype",

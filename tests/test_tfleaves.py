@@ -143,6 +143,18 @@ def test_saver_names_are_rescoped_and_checked(graph: tf.Graph) -> None:
     }
 
 
+def test_saver_bound_to_tensors_of_the_wrong_dtype_is_refused(graph: tf.Graph) -> None:
+    model, _ = _model_with_saver()
+    tf.constant(1.0, name="number")
+    text = ng.to_graph(model).to_yaml().replace("save/control_dependency:0", "number:0")
+    with pytest.raises(
+        ng.BindingError,
+        match=r"saver \(line \d+\): saver binding: its save tensor 'number:0' is float32, "
+        "not string",
+    ):
+        ng.from_graph(ng.Spec.from_yaml(text), graph, generic=True)
+
+
 def test_saver_that_is_not_built_is_skipped(graph: tf.Graph) -> None:
     tf1.get_variable("w", [1])
     spec = ng.to_graph(Holder(saver=tf1.train.Saver(defer_build=True)))
