@@ -255,9 +255,10 @@ def layer_fields(layer: Any, is_variable: Callable[[Any], bool]) -> list[tuple[s
 
     Public attributes holding a variable, a layer, or a non-empty list or tuple of
     those keep their names. A variable under a private name (``_kernel`` of an RNN
-    cell) is named without the leading underscores. Variables found only in the
-    layer's weight lists are named by the last part of their graph name. No
-    property (``weights``, ``variables``) is evaluated.
+    cell) is named without the leading underscores. Layers tracked but not held
+    by a public attribute (a ``Sequential``'s) are ``layers``; variables found
+    only in the layer's weight lists are named by the last part of their graph
+    name. No property (``weights``, ``variables``, ``layers``) is evaluated.
     """
     try:
         attrs = object.__getattribute__(layer, "__dict__")
@@ -291,6 +292,12 @@ def layer_fields(layer: Any, is_variable: Callable[[Any], bool]) -> list[tuple[s
                 add(name, value)
         elif is_variable(value) and id(value) not in seen:
             add(name.lstrip("_"), value)
+    # A Sequential or functional model keeps its layers only in its tracking list.
+    tracked = attrs.get("_self_tracked_trackables")
+    if isinstance(tracked, list) and "layers" not in fields:
+        layers = [t for t in tracked if is_layer_type(type(t)) and id(t) not in seen]
+        if layers:
+            add("layers", layers)
     for list_name in ("_trainable_weights", "_non_trainable_weights"):
         weights = attrs.get(list_name)
         if not isinstance(weights, list):

@@ -479,3 +479,20 @@ def test_module_holding_variables_in_a_list_and_sub_layers(graph: tf.Graph) -> N
         "net.blocks.1.bias",
     ]
     assert spec.skipped == {}
+
+
+def test_sequential_model_records_its_layers(graph: tf.Graph) -> None:
+    import tf_keras
+
+    model = tf_keras.Sequential(
+        [tf_keras.layers.Dense(2, input_shape=(3,), name="a"), tf_keras.layers.Dense(1, name="b")]
+    )
+    spec = ng.to_graph(Box(model=model))
+    assert spec.flatten() == {
+        "model.layers.1.kernel": "a/kernel:0",
+        "model.layers.1.bias": "a/bias:0",
+        "model.layers.2.kernel": "b/kernel:0",
+        "model.layers.2.bias": "b/bias:0",
+    }
+    # The input layer holds no variables: an empty object, not a loss.
+    assert spec.to_dict()["fields"]["model"]["fields"]["layers"][0]["class"].endswith(":InputLayer")
