@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import nestgraph as ng
@@ -159,6 +159,8 @@ def test_functions_without_an_importable_name_are_skipped(fn: Any, reason: str) 
 
 
 @given(st.text(max_size=40))
+@example("ng_never_imported_xyz:f")
+@example("json.tool:main")
 def test_hostile_function_text_never_imports_without_allow(text: str) -> None:
     try:
         spec = ng.Spec.from_dict({"nestgraph": 1, "root": f"function {text}"})
