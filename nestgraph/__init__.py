@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._objects import Node, materialize
+# Leaf handlers for TF1 model state, NumPy values and functions register at import.
+from . import _builtinleaves, _functions, _numpyleaves, _tfleaves  # noqa: F401
+from ._objects import Node, Placeholder, SkippedField, materialize
 from ._specdiff import SpecDiff
 from ._version import __version__
 from .binding import CheckReport, Finding, check, from_graph
 from .classpath import UNSAFE_ALLOW_ALL
-from .convertible import GraphConvertible, to_graph
+from .convertible import GraphConvertible, SkippedFieldsWarning, to_graph
 from .errors import (
     BindingAndClassError,
     BindingError,
@@ -69,7 +71,10 @@ __all__ = [
     "GraphConvertible",
     "NestgraphError",
     "Node",
+    "Placeholder",
     "Problem",
+    "SkippedField",
+    "SkippedFieldsWarning",
     "Spec",
     "SpecDiff",
     "SpecError",

@@ -14,7 +14,15 @@ import threading
 from typing import Any
 
 from . import registry
-from ._objects import PENDING_ATTR, LazyFields, Node, Pending, Unbuilt, slot_names
+from ._objects import (
+    PENDING_ATTR,
+    LazyFields,
+    Node,
+    Pending,
+    SkippedField,
+    Unbuilt,
+    slot_names,
+)
 from .errors import NestgraphError, SpecError
 from .nodes import (
     Leaf,
@@ -59,7 +67,7 @@ class Builder:
         if isinstance(node, Value):
             return True, node.value
         if isinstance(node, Skipped):
-            return True, None
+            return True, SkippedField(node.reason)
         if isinstance(node, Leaf):
             handler = registry.handler_for_kind(node.kind)
             assert handler is not None and handler.rebuild is not None

@@ -19,6 +19,8 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ClassNotAllowedError
+
 __all__ = [
     "CLASS_ATTR",
     "INTERNAL_ATTRS",
@@ -26,6 +28,8 @@ __all__ = [
     "LazyFields",
     "Node",
     "Pending",
+    "Placeholder",
+    "SkippedField",
     "Unbuilt",
     "materialize",
     "object_fields",
@@ -205,3 +209,67 @@ def object_fields(obj: Any) -> list[tuple[str, Any]]:
     values.update(pending.preview())
     ordered = [(k, values.pop(k)) for k in pending.order if k in values]
     return ordered + list(values.items())
+
+
+class SkippedField:
+    """What a field recorded as ``skipped REASON`` holds after a rebuild.
+
+    Falsy, and its ``repr`` says what it stood for, so the loss is visible; walking
+    it writes ``skipped REASON`` again (not ``null``), so a re-saved spec is the same.
+
+    >>> field = SkippedField("numpy:ndarray float32 [784] is too large to write inline")
+    >>> bool(field), field
+    (False, <skipped: numpy:ndarray float32 [784] is too large to write inline>)
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<skipped: {self.reason}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is SkippedField and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash((SkippedField, self.reason))
+
+
+class Placeholder:
+    """A recorded leaf that could not be given back (a function not allowed, no session).
+
+    Holds the leaf's kind word and text, so walking it writes the same leaf again,
+    and ``reason``, which says why it is not the real thing and how to get that.
+    Falsy; calling it raises ``ClassNotAllowedError`` with that reason.
+
+    >>> relu = Placeholder("function", "tensorflow.python.ops.gen_nn_ops:relu", "not allowed")
+    >>> bool(relu), relu
+    (False, <function tensorflow.python.ops.gen_nn_ops:relu (not allowed)>)
+    """
+
+    __slots__ = ("kind", "reason", "text")
+
+    def __init__(self, kind: str, text: str, reason: str) -> None:
+        self.kind = kind
+        self.text = text
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.text} ({self.reason})>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Placeholder and (other.kind, other.text) == (self.kind, self.text)
+
+    def __hash__(self) -> int:
+        return hash((Placeholder, self.kind, self.text))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ClassNotAllowedError(f"{self.kind} {self.text}: {self.reason}", class_path=self.text)

@@ -212,6 +212,10 @@ def _class_findings(
     findings: list[Finding] = []
     for (class_path, _), (path, node) in plan.class_paths.items():
         where, line = format_path(path), plan.spec.line_of(path)
+        if isinstance(node, ObjectNode) and registry.is_rebuilt_as_node(class_path):
+            classes[class_path] = None  # a library layer: an ng.Node holding its variables
+            continue
+        cls: type | None
         if class_path in classes:
             cls = classes[class_path]
         else:

@@ -2,20 +2,25 @@
 
 A ``GraphConvertible`` subclass is trusted (rebuilt without ``allow`` when its
 module is imported) and rebuilt lazily: its fields are set on first access.
+``spec_for_save`` is the walk every writer of bundles makes, so nothing a
+model holds is lost without a word.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from . import registry
 from ._objects import LazyFields
 from .binding import bind
+from .errors import WalkError
+from .nodes import Skipped
 from .spec import Spec
 from .walker import walk
 
-__all__ = ["GraphConvertible", "to_graph"]
+__all__ = ["GraphConvertible", "SkippedFieldsWarning", "spec_for_save", "to_graph"]
 
 T = TypeVar("T")
 
@@ -27,6 +32,45 @@ def to_graph(model: Any, fields: Iterable[str] | Mapping[str, Any] | None = None
     such as ``model.__dict__`` contributes its keys).
     """
     return Spec(walk(model, fields))
+
+
+class SkippedFieldsWarning(UserWarning):
+    """Fields of a saved model that nestgraph could not record (listed with their reasons)."""
+
+
+def spec_for_save(model: Any, spec: Spec | None = None, *, stacklevel: int = 3) -> Spec:
+    """The spec to store with ``model`` in a bundle; refuses one that would save nothing.
+
+    Raises ``WalkError`` when the model itself is skipped or its spec binds no
+    graph element (the bundle would load back as nothing useful). Otherwise emits
+    one ``SkippedFieldsWarning`` listing every skipped path and its reason, if any.
+    ``stacklevel`` points the warning at the caller's ``ng.save`` line.
+    """
+    if spec is None:
+        spec = to_graph(model)
+    if isinstance(spec.root, Skipped):
+        raise WalkError(
+            f"the model itself cannot be recorded ({spec.root.reason}); nothing would be saved",
+            path="",
+        )
+    if not spec.flatten():
+        raise WalkError(
+            "the model binds no tensor, op or variable, so a bundle of it would hold no "
+            "model; check that its fields hold graph elements"
+            + (f" (skipped: {', '.join(spec.skipped)})" if spec.skipped else ""),
+            path="",
+        )
+    skipped = spec.skipped
+    if skipped:
+        listed = "\n".join(f"  {path}: {reason}" for path, reason in skipped.items())
+        warnings.warn(
+            SkippedFieldsWarning(
+                f"{len(skipped)} field{'s' if len(skipped) != 1 else ''} not recorded "
+                f"(they come back as skipped markers):\n{listed}"
+            ),
+            stacklevel=stacklevel,
+        )
+    return spec
 
 
 class GraphConvertible(LazyFields):

@@ -73,7 +73,8 @@ class Leaf:
 
     ``tensor x:0`` is ``Leaf("tensor", ("x:0",))``; ``sparse i:0 v:0 s:0`` is
     ``Leaf("sparse", ("i:0", "v:0", "s:0"))``; a leaf that holds no graph element
-    (a dtype, say) keeps its text in ``value``. The leaf handler registered for
+    (a dtype, say) keeps its text in ``value``; a leaf with both (a Saver: three
+    names, then its flags) writes the names first. The leaf handler registered for
     ``kind`` says what the names are and how the leaf is rebuilt.
     """
 
@@ -84,7 +85,9 @@ class Leaf:
     @property
     def text(self) -> str:
         """What follows the kind word in the spec."""
-        return " ".join(self.names) if self.value is None else self.value
+        if self.value is None:
+            return " ".join(self.names)
+        return " ".join((*self.names, self.value)) if self.names else self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,10 @@ Two registries, both extended by users the same way nestgraph extends them:
 * **Leaf handlers** (``ng.register_leaf``): for a type, what the walker writes
   into the spec (a kind word and graph names, or a value as text) and how the
   binder rebuilds it. The built-in leaves (plain values, ``tf.Tensor``,
-  ``tf.Operation``, ``tf.Variable``, ``tf.SparseTensor``) are registered below
-  through the same function as a user's. Lookup by type goes newest
+  ``tf.Operation``, ``tf.Variable``, ``tf.SparseTensor``, partitioned
+  variables: ``_builtinleaves``; sessions, savers, dtypes, shapes:
+  ``_tfleaves``; NumPy values: ``_numpyleaves``; functions: ``_functions``)
+  are registered through ``install``, the mechanism under ``register_leaf``. Lookup by type goes newest
   registration first and is cached per type; the cache is cleared on every
   registration. TensorFlow types are matched only when TensorFlow is already
   imported, so the walker never imports it.
@@ -18,20 +20,22 @@ Two registries, both extended by users the same way nestgraph extends them:
 from __future__ import annotations
 
 import re
-import sys
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .nodes import Leaf, LookupKind, SpecNode, Value
+from .nodes import Leaf, LookupKind, SpecNode
 
 __all__ = [
     "LeafHandler",
     "RebuildContext",
     "handler_for_kind",
     "handler_for_type",
+    "install",
+    "is_rebuilt_as_node",
     "is_trusted",
+    "rebuild_as_node",
     "register",
     "register_leaf",
     "trust_subclasses",
@@ -141,7 +145,10 @@ class LeafHandler:
                 raise ValueError(problem)
         if not self.parts:
             return Leaf(self.kind, value=text)
-        return Leaf(self.kind, tuple(text.split(" ")))
+        # Text after the graph names (a Saver's flags) is the leaf's value.
+        tokens = text.split(" ", len(self.parts))
+        rest = tokens[len(self.parts)] if len(tokens) > len(self.parts) else None
+        return Leaf(self.kind, tuple(tokens[: len(self.parts)]), rest)
 
 
 _handlers: list[LeafHandler] = []
@@ -194,6 +201,28 @@ def _install(handler: LeafHandler, *, override: bool) -> LeafHandler:
     return handler
 
 
+def install(handler: LeafHandler, *, override: bool = False) -> LeafHandler:
+    """Register a ``LeafHandler`` built by hand (one whose ``rebuild`` needs the context)."""
+    return _install(handler, override=override)
+
+
+# Module prefixes whose classes are rebuilt as generic ``Node`` objects whatever the
+# policy says: library objects (layers) that ``cls.__new__`` plus fields cannot make usable.
+_NODE_PREFIXES: set[str] = set()
+
+
+def rebuild_as_node(module_prefix: str) -> None:
+    """Rebuild every class under ``module_prefix`` (``"tf_keras."``) as an ``ng.Node``."""
+    _NODE_PREFIXES.add(module_prefix)
+    _bump()
+
+
+def is_rebuilt_as_node(class_path: str) -> bool:
+    """True for a class path that ``rebuild_as_node`` covers."""
+    module = class_path.split(":", 1)[0] + "."
+    return any(module.startswith(prefix) for prefix in _NODE_PREFIXES)
+
+
 def _part_kinds(parts: Sequence[str] | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     if parts is None:
         return (("", LookupKind.TENSOR),)
@@ -212,7 +241,7 @@ def _part_kinds(parts: Sequence[str] | Mapping[str, str] | None) -> tuple[tuple[
     return tuple(pairs)
 
 
-def _names_problem(kind: str, parts: tuple[tuple[str, str], ...], text: str) -> str | None:
+def names_problem(kind: str, parts: tuple[tuple[str, str], ...], text: str) -> str | None:
     names = text.split(" ")
     if len(parts) > 1:
         kinds = {k for _, k in parts}
@@ -340,150 +369,8 @@ def register_leaf(
             write_parts,
             parts=part_kinds,
             rebuild=lambda leaf, elements, context: graph_rebuild(*elements),
-            check_text=lambda text: _names_problem(kind, part_kinds, text),
+            check_text=lambda text: names_problem(kind, part_kinds, text),
             exact_type=tp,
         ),
         override=override,
     )
-
-
-# --------------------------------------------------------------------------- built-in leaves
-
-_PLAIN = (type(None), bool, int, float, str)
-
-
-def _tf() -> Any:
-    return sys.modules.get("tensorflow")
-
-
-def _tf_type(attr: str) -> Callable[[type], bool]:
-    def matches(tp: type) -> bool:
-        tf = _tf()
-        return tf is not None and issubclass(tp, getattr(tf, attr))
-
-    return matches
-
-
-def _element_name(kind: str) -> Callable[[Any], SpecNode]:
-    def write(element: Any) -> SpecNode:
-        return Leaf(kind, (element.name,))
-
-    return write
-
-
-def _write_tensor(tensor: Any) -> SpecNode:
-    from .nodes import Skipped
-
-    try:
-        tensor.graph  # noqa: B018 - an EagerTensor has no graph: it raises here
-    except AttributeError:
-        tp = type(tensor)
-        return Skipped(f"eager tensor {tp.__module__}:{tp.__qualname__} has no graph name")
-    return Leaf(LookupKind.TENSOR, (tensor.name,))
-
-
-def _write_sparse(sparse: Any) -> SpecNode:
-    return Leaf("sparse", (sparse.indices.name, sparse.values.name, sparse.dense_shape.name))
-
-
-def _check_sparse(elements: tuple[Any, ...]) -> str | None:
-    indices, _, dense_shape = elements
-    problems = []
-    for part, tensor, rank in (("indices", indices, 2), ("dense_shape", dense_shape, 1)):
-        dtype = getattr(tensor.dtype, "base_dtype", tensor.dtype)
-        if getattr(dtype, "name", None) != "int64":
-            problems.append(f"{part} {tensor.name!r} is {getattr(dtype, 'name', dtype)}, not int64")
-        elif tensor.shape.rank not in (None, rank):
-            problems.append(f"{part} {tensor.name!r} has rank {tensor.shape.rank}, not {rank}")
-    return "; ".join(problems) or None
-
-
-def _rebuild_sparse(leaf: Leaf, elements: tuple[Any, ...], context: RebuildContext) -> Any:
-    return sys.modules["tensorflow"].SparseTensor(*elements)
-
-
-def _first(leaf: Leaf, elements: tuple[Any, ...], context: RebuildContext) -> Any:
-    return elements[0]
-
-
-def _builtin(
-    kind: str,
-    attr: str,
-    write: Callable[[Any], SpecNode],
-    parts: tuple[tuple[str, str], ...],
-    rebuild: Callable[[Leaf, tuple[Any, ...], RebuildContext], Any] = _first,
-    check_elements: Callable[[tuple[Any, ...]], str | None] | None = None,
-) -> None:
-    _install(
-        LeafHandler(
-            kind,
-            f"tensorflow.{attr}",
-            _tf_type(attr),
-            write,
-            parts=parts,
-            rebuild=rebuild,
-            check_text=lambda text: _names_problem(kind, parts, text),
-            check_elements=check_elements,
-        ),
-        override=False,
-    )
-
-
-_install(
-    LeafHandler(None, "plain values", lambda tp: tp in _PLAIN, Value, exact_type=None),
-    override=False,
-)
-# Newest first: a Variable is checked before a Tensor, whatever the type hierarchy says.
-_builtin("tensor", "Tensor", _write_tensor, (("", LookupKind.TENSOR),))
-_builtin("op", "Operation", _element_name("op"), (("", LookupKind.OP),))
-_builtin("variable", "Variable", _element_name("variable"), (("", LookupKind.VARIABLE),))
-_builtin(
-    "sparse",
-    "SparseTensor",
-    _write_sparse,
-    tuple((p, LookupKind.TENSOR) for p in ("indices", "values", "dense_shape")),
-    _rebuild_sparse,
-    _check_sparse,
-)
-
-
-def _partitioned_type(tp: type) -> bool:
-    # Not public API in TensorFlow 2 (no tf.compat.v1.PartitionedVariable): found
-    # where get_variable(partitioner=...) makes it, if that module is loaded at all.
-    module = sys.modules.get("tensorflow.python.ops.variables")
-    cls = getattr(module, "PartitionedVariable", None) if module is not None else None
-    return isinstance(cls, type) and issubclass(tp, cls)
-
-
-def _rebuild_partitioned(leaf: Leaf, elements: tuple[Any, ...], context: RebuildContext) -> Any:
-    (parts,) = elements
-    info = parts[0]._save_slice_info
-    # The partition count per axis is the number of distinct slice offsets on it.
-    partitions = [
-        len({tuple(p._save_slice_info.var_offset)[axis] for p in parts})
-        for axis in range(len(info.full_shape))
-    ]
-    module = sys.modules["tensorflow.python.ops.variables"]
-    return module.PartitionedVariable(
-        name=info.full_name,
-        shape=info.full_shape,
-        dtype=parts[0].dtype.base_dtype,
-        variable_list=list(parts),
-        partitions=partitions,
-    )
-
-
-_install(
-    LeafHandler(
-        "partitioned",
-        "tensorflow.python.ops.variables.PartitionedVariable",
-        _partitioned_type,
-        lambda pv: Leaf("partitioned", (pv.name,)),
-        parts=(("", LookupKind.PARTITIONED),),
-        rebuild=_rebuild_partitioned,
-        check_text=lambda text: _names_problem(
-            "partitioned", (("", LookupKind.PARTITIONED),), text
-        ),
-    ),
-    override=False,
-)

@@ -385,7 +385,7 @@ def _map(
             kind, name = fn(parts[0][1], parts[0][2])
             if kind != parts[0][1]:
                 return Leaf(kind, (name,))
-            return Leaf(node.kind, (name,))
+            return Leaf(node.kind, (name,), node.value)
         names = []
         for _, lookup, old_name in parts:
             kind, name = fn(lookup, old_name)
@@ -394,7 +394,7 @@ def _map(
                     f"the parts of a {node.kind!r} leaf keep their kinds", path=format_path(path)
                 )
             names.append(name)
-        return Leaf(node.kind, tuple(names))
+        return Leaf(node.kind, tuple(names), node.value)
     if not is_branch(node):
         return node
     kids = [(k, _map(v, (*path, k), fn, within)) for k, v in children(node)]

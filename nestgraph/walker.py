@@ -11,9 +11,18 @@ it. What is walked, in the order checked:
    ``tf.Tensor``), and whatever users registered with ``ng.register_leaf``;
 2. containers: exactly ``list``, ``tuple``, ``dict`` with string keys, and
    namedtuples;
-3. objects whose class is trusted (a ``GraphConvertible``, ``@register``-ed),
-   is a dataclass, or is a generic ``Node``;
-4. anything else becomes a ``Skipped`` leaf that says what it was and why.
+3. objects: a ``GraphConvertible``, an ``@register``-ed class, a dataclass, a
+   generic ``Node``, and an instance of any ordinary class (one with an
+   instance dict or slots, from outside the libraries in
+   ``_libtypes.LIBRARY_PACKAGES``), read by ``_objects.object_fields``, which
+   evaluates no property and triggers no ``__getattr__``;
+4. layers (Keras, ``tf.compat.v1.layers``, RNN cells, ``tf.Module``): an
+   object of their variables and sub-layers by attribute name;
+5. anything else (a library object, a thread, a file, a module, a generator,
+   a ``dict`` subclass) becomes a ``Skipped`` leaf that says what it was and why.
+
+A rebuilt ``SkippedField`` or ``Placeholder`` walks back to the leaf it came
+from, so walking a rebuilt model writes the same spec.
 
 An object or container reached a second time (shared sub-network, tied
 weights, cycle) becomes a ``Ref`` to the path where it was first seen, so the
@@ -27,12 +36,14 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from . import registry
-from ._objects import INTERNAL_ATTRS, Node, Unbuilt, object_fields
+from ._libtypes import is_layer_type, layer_fields, library_reason, plain_object_reason
+from ._objects import INTERNAL_ATTRS, Node, Placeholder, SkippedField, Unbuilt, object_fields
 from .classpath import class_path_of
 from .errors import WalkError
 from .nodes import (
     MAX_DEPTH,
     DictNode,
+    Leaf,
     ListNode,
     NamedTupleNode,
     ObjectNode,
@@ -45,48 +56,69 @@ from .paths import Key, PathTuple, format_path
 
 __all__ = ["walk"]
 
-_Shape = str  # "leaf", "list", "tuple", "dict", "namedtuple", "object", "unbuilt", "other"
+_Shape = str  # "leaf", "list", "tuple", "dict", "namedtuple", "object", "layer", "unbuilt", "other"
 
-# Per-type dispatch, filled on first sight of each type; refreshed when the
-# registries change, so an @register after a walk is seen by the next walk.
-_shape_cache: dict[type, _Shape] = {}
+# Per-type dispatch, filled on first sight of each type: the shape, and for
+# "other" why it is skipped. Refreshed when the registries change, so an
+# @register after a walk is seen by the next walk.
+_shape_cache: dict[type, tuple[_Shape, str]] = {}
 _shape_cache_version = -1
 
 
 def _shape_of(tp: type) -> _Shape:
+    return _dispatch(tp)[0]
+
+
+def _dispatch(tp: type) -> tuple[_Shape, str]:
     global _shape_cache_version
     if _shape_cache_version != registry.version():
         _shape_cache.clear()
         _shape_cache_version = registry.version()
-    shape = _shape_cache.get(tp)
-    if shape is None:
-        shape = _shape_cache[tp] = _compute_shape(tp)
-    return shape
+    found = _shape_cache.get(tp)
+    if found is None:
+        found = _shape_cache[tp] = _compute_shape(tp)
+    return found
 
 
-def _compute_shape(tp: type) -> _Shape:
+def _compute_shape(tp: type) -> tuple[_Shape, str]:
     if registry.handler_for_type(tp) is not None:
-        return "leaf"
+        return "leaf", ""
     if tp is list or tp is tuple or tp is dict:
-        return tp.__name__
+        return tp.__name__, ""
     if tp is Unbuilt:
-        return "unbuilt"
+        return "unbuilt", ""
     if issubclass(tp, tuple) and isinstance(getattr(tp, "_fields", None), tuple):
-        return "namedtuple"
+        return "namedtuple", ""
     if issubclass(tp, Node) or registry.is_trusted(tp) or dataclasses.is_dataclass(tp):
-        return "object"
-    return "other"
+        return "object", ""
+    if is_layer_type(tp):
+        return "layer", ""
+    # Library objects first: a user's subclass of threading.Thread is still a thread.
+    reason = library_reason(tp) or plain_object_reason(tp)
+    if reason is not None:
+        return "other", reason
+    return "object", ""
 
 
-def _describe_type(value: Any) -> str:
-    tp = type(value)
-    return f"{tp.__module__}:{tp.__qualname__}"
+def _is_variable(value: Any) -> bool:
+    handler = registry.handler_for_type(type(value))
+    return handler is not None and handler.kind == "variable"
 
 
 def _class_path_of_object(obj: Any) -> str:
     if isinstance(obj, Node):  # a generic object remembers the class it stands for
         return obj.nestgraph_class
     return class_path_of(type(obj))
+
+
+def _marker_handler(tp: type, write: Callable[[Any], SpecNode]) -> None:
+    registry.install(
+        registry.LeafHandler(None, f"{tp.__module__}.{tp.__qualname__}", lambda t: t is tp, write)
+    )
+
+
+_marker_handler(SkippedField, lambda marker: Skipped(marker.reason))
+_marker_handler(Placeholder, lambda held: Leaf(held.kind, value=held.text))
 
 
 class _Walker:
@@ -96,16 +128,13 @@ class _Walker:
         self.alive: list[Any] = []
 
     def visit(self, value: Any, path: PathTuple, depth: int) -> SpecNode:
-        shape = _shape_of(type(value))
+        shape, reason = _dispatch(type(value))
         if shape == "leaf":
             handler = registry.handler_for_type(type(value))
             assert handler is not None
             return handler.write(value)
         if shape == "other":
-            return Skipped(
-                f"{_describe_type(value)} is not a graph element, plain value, list, tuple, "
-                "dict or walkable class (subclass ng.GraphConvertible or use @ng.register)"
-            )
+            return Skipped(reason)
         # A branch: record identity first, so a second visit (or a cycle) is a Ref.
         identity: Hashable = value.identity if shape == "unbuilt" else id(value)
         if not (shape == "tuple" and not value):
@@ -138,6 +167,8 @@ class _Walker:
         if shape == "namedtuple":
             pairs = zip(type(value)._fields, value, strict=True)
             return NamedTupleNode(class_path_of(type(value)), self._fields(pairs, path, depth))
+        if shape == "layer":
+            return self.visit_object(value, layer_fields(value, _is_variable), path, depth)
         return self.visit_object(value, object_fields(value), path, depth)
 
     def visit_object(

@@ -11,6 +11,7 @@ graph of a ``tf.function``'s concrete function.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,20 +169,33 @@ def test_from_graph_never_calls_init(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rebuilt.loss is model.loss
 
 
-def test_fields_that_are_not_graph_elements_are_listed_as_skipped() -> None:
+def test_fields_that_are_not_graph_elements_are_recorded_or_listed_as_skipped() -> None:
     with tf.Graph().as_default() as graph:
         model = MNISTModel(build=True)
         with tf1.Session() as session:
-            vars(model).update(mean_image=np.zeros((SIDE, SIDE)), session=session)
+            vars(model).update(
+                mean_image=np.arange(SIDE * SIDE, dtype=np.float32).reshape(SIDE, SIDE),
+                replay=np.zeros((64, SIDE)),
+                session=session,
+                lock=threading.Lock(),
+            )
             spec = model.to_graph(model.__dict__)
-    assert set(spec.skipped) == {"mean_image", "session"}
-    assert "numpy" in spec.skipped["mean_image"]
-    assert "Session" in spec.skipped["session"]
-    assert "skipped" in spec.to_dict()["fields"]["session"]
+    assert set(spec.skipped) == {"replay", "lock"}
+    assert "has 512 elements, more than the 256 written inline" in spec.skipped["replay"]
+    assert "lock" in spec.skipped["lock"]
+    fields = spec.to_dict()["fields"]
+    assert fields["lock"].startswith("skipped ")
+    assert fields["session"] == "session Session"
+    assert fields["mean_image"].startswith("ndarray float32 [8, 8] [[0.0, 1.0, ")
     rebuilt = MNISTModel().from_graph(ng.Spec.from_yaml(spec.to_yaml()), graph)
-    assert vars(rebuilt)["session"] is None
-    assert vars(rebuilt)["mean_image"] is None
+    np.testing.assert_array_equal(vars(rebuilt)["mean_image"], model.mean_image)
+    assert vars(rebuilt)["mean_image"].dtype == np.float32
+    assert isinstance(vars(rebuilt)["replay"], ng.SkippedField)
+    assert not vars(rebuilt)["replay"]
+    assert isinstance(vars(rebuilt)["session"], ng.Placeholder)  # no session= given
     assert rebuilt.logits is model.logits
+    # Walking the rebuilt model writes the same spec: skipped stays skipped, not null.
+    assert rebuilt.to_graph(rebuilt.__dict__) == spec
 
 
 def test_spec_dict_form_binds_but_a_pre_nestgraph_flat_dict_is_refused_clearly() -> None:
