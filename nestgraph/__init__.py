@@ -26,10 +26,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .bundle import dumps, export, export_saved_model, load, loads, save
+    from .bundle._scan import ScanReport, scan
 
 # Bundles need TensorFlow; specs do not. Import the bundle module on first use, so
 # reading, editing and diffing specs (and the CLI's spec commands) stay light.
 _BUNDLE_NAMES = frozenset({"dumps", "export", "export_saved_model", "load", "loads", "save"})
+_SCAN_NAMES = frozenset({"ScanReport", "scan"})
 
 
 def __getattr__(name: str) -> Any:
@@ -37,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from .bundle import _api as bundle
 
         return getattr(bundle, name)
+    if name in _SCAN_NAMES:
+        from .bundle import _scan
+
+        return getattr(_scan, name)
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
 
@@ -51,6 +57,7 @@ __all__ = [
     "NestgraphError",
     "Node",
     "Problem",
+    "ScanReport",
     "Spec",
     "SpecError",
     "__version__",
@@ -65,5 +72,6 @@ __all__ = [
     "register",
     "save",
     "save_spec",
+    "scan",
     "to_graph",
 ]

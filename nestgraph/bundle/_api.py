@@ -31,7 +31,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
 from nestgraph.binding import check, from_graph, to_graph
-from nestgraph.bundle import _checkpoint, _metagraph
+from nestgraph.bundle import _checkpoint, _metagraph, _scan
 from nestgraph.bundle._container import BundleContents, pack, unpack
 from nestgraph.errors import BindingError, BundleError, SpecError
 from nestgraph.nodes import Binding
@@ -98,6 +98,7 @@ def load(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    trusted: bool = False,
 ) -> tuple[Any, Any]:
     """Read a bundle into a new graph and session; return ``(model, session)``.
 
@@ -108,6 +109,9 @@ def load(
       allow, generic: the class-path policy, as for ``ng.from_graph``.
       config: the ``ConfigProto`` for the new session; by default soft placement
         is allowed, so a graph saved with devices this machine lacks still loads.
+      trusted: load even if bound fields reach ops that act outside the session
+        (files, network, Python callbacks, ...: see ``ng.scan``); by default such
+        a bundle is refused before anything of it is imported.
 
     The graph is ``session.graph`` (it is not made the default graph). Train ops,
     optimizer slots and the global step come back with a full load, so training
@@ -119,7 +123,7 @@ def load(
       Nothing is left half-built: on any error no session stays open.
     """
     file, contents = _read(path)
-    return _open(contents, file, subtree, allow, generic, config)
+    return _open(contents, file, subtree, allow, generic, config, trusted)
 
 
 def loads(
@@ -128,12 +132,13 @@ def loads(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    trusted: bool = False,
 ) -> tuple[Any, Any]:
     """``load`` from the bytes ``dumps`` returned; nothing touches the local disk."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads takes bytes, not {type(data).__name__}")
     contents = unpack(io.BytesIO(bytes(data)), _BYTES_SOURCE)
-    return _open(contents, _BYTES_SOURCE, subtree, allow, generic, config)
+    return _open(contents, _BYTES_SOURCE, subtree, allow, generic, config, trusted)
 
 
 def export(
@@ -411,8 +416,11 @@ def _open(
     allow: str | Iterable[str] | None,
     generic: bool,
     config: Any,
+    trusted: bool = False,
 ) -> tuple[Any, Any]:
     spec, meta_graph = _parse(contents, file)
+    if not trusted:
+        _scan.refuse_untrusted(meta_graph, spec, subtree, file)
     if subtree is not None:
         seeds = [binding.name for binding in spec.subtree(subtree).bindings()]
         meta_graph = _metagraph.prune_meta_graph(meta_graph, seeds)
