@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO
 
 __all__ = [
+    "irregular_kind",
     "is_remote",
+    "not_regular",
     "read_limited",
     "temporary_directory_for",
     "temporary_sibling",
@@ -29,9 +32,44 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
+def not_regular(path: str) -> str | None:
+    """Why the local ``path`` is no file to read (``"a FIFO (named pipe)"``), or None.
+
+    Checked with ``stat`` before anything opens it: opening a FIFO blocks until a
+    writer comes, and ``/dev/zero`` never ends; only a regular file has a size.
+    A missing path gives None, so the caller's own open reports it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return irregular_kind(mode)
+
+
+def irregular_kind(mode: int) -> str | None:
+    """What a ``st_mode`` that is not a regular file's is, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of ``path``; ``ValueError`` if it holds more than ``limit`` bytes."""
+    """The bytes of ``path``; ``ValueError`` if it is not a regular file or holds more
+    than ``limit`` bytes."""
     path = os.fspath(path)
+    if not is_remote(path):
+        kind = not_regular(path)
+        if kind is not None:
+            raise ValueError(f"is {kind}, not a regular file")
     if is_remote(path):
         import tensorflow as tf
 

@@ -32,7 +32,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph import _atomic
 from nestgraph.binding import check, from_graph, to_graph
 from nestgraph.bundle import _checkpoint, _metagraph, _scan
-from nestgraph.bundle._container import BundleContents, pack, unpack
+from nestgraph.bundle._container import BundleContents, check_regular, pack, unpack
 from nestgraph.errors import BindingError, BundleError, SpecError
 from nestgraph.nodes import Binding
 from nestgraph.spec import Spec
@@ -379,6 +379,7 @@ def _read(path: PathOrFile) -> tuple[str, BundleContents]:
         except tf.errors.OpError as exc:
             raise BundleError(f"cannot read: {exc.message}", file=file) from None
         return file, unpack(io.BytesIO(data), file)
+    check_regular(file)  # before open: a FIFO would block it
     try:
         stream = open(file, "rb")  # noqa: SIM115 - closed below, after the zip is read
     except FileNotFoundError:

@@ -20,13 +20,13 @@ import itertools
 import json
 import os
 import re
-import stat
 import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from nestgraph._atomic import irregular_kind, not_regular
 from nestgraph.errors import BundleError
 
 __all__ = ["FORMAT", "VERSION", "BundleContents", "check_regular", "pack", "unpack", "unpack_file"]
@@ -172,33 +172,10 @@ def unpack_file(path: str, *, checkpoint: bool = True) -> BundleContents:
 
 
 def check_regular(path: str) -> None:
-    """Refuse a directory, FIFO, device or socket before anything opens it.
-
-    Opening a FIFO blocks until a writer comes, and ``/dev/zero`` or
-    ``/dev/urandom`` never end; only a regular file has a size to check against.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise BundleError("no such file", file=path) from None
-    except (OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or exc
-        raise BundleError(f"cannot read: {why}", file=path) from None
-    if not stat.S_ISREG(mode):
-        raise BundleError(f"is {_file_kind(mode)}, not a regular file", file=path)
-
-
-def _file_kind(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return kind
-    return "not a regular file"
+    """Refuse a directory, FIFO, device or socket before anything opens it."""
+    kind = not_regular(path)
+    if kind is not None:
+        raise BundleError(f"is {kind}, not a regular file", file=path)
 
 
 def _check_stream(source: IO[bytes], file: str) -> None:
@@ -211,8 +188,9 @@ def _check_stream(source: IO[bytes], file: str) -> None:
         mode = os.fstat(descriptor).st_mode
     except OSError as exc:
         raise BundleError(f"cannot read: {exc.strerror or exc}", file=file) from None
-    if not stat.S_ISREG(mode):
-        raise BundleError(f"is {_file_kind(mode)}, not a regular file", file=file)
+    kind = irregular_kind(mode)
+    if kind is not None:
+        raise BundleError(f"is {kind}, not a regular file", file=file)
 
 
 def _check_layout(archive: zipfile.ZipFile, source: IO[bytes], file: str) -> None:
