@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nestgraph-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/spec_bench.py
 	$(PY) benchmarks/load_bench.py
+
+# Hostile bundle bytes for MINUTES minutes (the suite runs the same for seconds).
+MINUTES ?= 10
+fuzz: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/fuzz_bundles.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -433,7 +433,7 @@ def _open(
             else:
                 _import_pruned(meta_graph)
                 saver = None
-    except (ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
+    except (ValueError, TypeError, KeyError, DecodeError, tf.errors.OpError) as exc:
         raise BundleError(f"cannot import graph.pb: {exc}", file=file) from None
     # Validate every name and class before any work that a failure would waste.
     model = from_graph(spec, graph, subtree=subtree, allow=allow, generic=generic)
