@@ -2,9 +2,10 @@
 
     python benchmarks/fuzz_bundles.py --minutes 10 [--seed 1] [--out fuzz-failures/]
 
-Mutates an honest bundle (overwrite, insert or delete a few bytes) in four
-ways: the raw bundle bytes; graph.pb and spec.yaml with the checksums made
-right again (so the damage reaches the graph and spec readers); and random
+Mutates an honest bundle (overwrite, insert or delete a few bytes) in five
+ways: the raw bundle bytes; graph.pb, spec.yaml and a checkpoint file with
+the checksums made right again (so the damage reaches the graph, spec and
+checkpoint readers); and random
 graphs of listed, unknown and plain ops wired with cycles. Each case is
 scanned, loaded and loaded with ``trusted=True``. An exception that is not a
 ``NestgraphError`` is a failure: the input is written to ``--out`` and the run
@@ -61,15 +62,20 @@ def members() -> BundleContents:
     return unpack(io.BytesIO(honest_bundle()), "fuzz")
 
 
-def repack(graph: bytes | None = None, spec: bytes | None = None) -> bytes:
-    """The honest bundle with graph.pb or spec.yaml replaced, checksums right again."""
+def repack(
+    graph: bytes | None = None,
+    spec: bytes | None = None,
+    checkpoint: dict[str, bytes] | None = None,
+) -> bytes:
+    """The honest bundle with graph.pb, spec.yaml or checkpoint files replaced,
+    checksums right again."""
     contents = members()
     out = io.BytesIO()
     pack(
         BundleContents(
             graph=contents.graph if graph is None else graph,
             spec=contents.spec if spec is None else spec,
-            checkpoint=contents.checkpoint,
+            checkpoint={**contents.checkpoint, **(checkpoint or {})},
             checkpoint_prefix=contents.checkpoint_prefix,
         ),
         out,
@@ -131,8 +137,18 @@ def _random_edits(rng: random.Random, size: int) -> list[Edit]:
     ]
 
 
+def mutated_checkpoint(name: str, edits: Sequence[Edit]) -> bytes:
+    """The honest bundle with checkpoint file ``name`` (``index`` or ``data``) mutated."""
+    (file,) = [f for f in members().checkpoint if name in f]
+    return repack(checkpoint={file: mutate(members().checkpoint[file], edits)})
+
+
 def _random_case(rng: random.Random) -> bytes:
-    which = rng.randrange(4)
+    which = rng.randrange(5)
+    if which == 4:
+        name = rng.choice(["index", "data"])
+        (file,) = [f for f in members().checkpoint if name in f]
+        return mutated_checkpoint(name, _random_edits(rng, len(members().checkpoint[file])))
     if which == 0:
         blob = honest_bundle()
         return mutate(blob, _random_edits(rng, len(blob)))

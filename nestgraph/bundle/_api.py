@@ -471,7 +471,7 @@ def _restore(session: Any, saver: Any, contents: BundleContents, file: str) -> N
                 saver.restore(session, checkpoint)
             except BundleError as exc:
                 raise BundleError(exc.message, file=file) from None
-            except (ValueError, tf.errors.OpError) as exc:
+            except (ValueError, TypeError, IndexError, KeyError, tf.errors.OpError) as exc:
                 message = getattr(exc, "message", None) or str(exc)
                 raise BundleError(f"cannot restore the checkpoint: {message}", file=file) from None
         _checkpoint.remember_saver(graph, saver.as_saver_def())
