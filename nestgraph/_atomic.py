@@ -14,7 +14,8 @@ whatever the target's name.
 
 Paths with a scheme (``gs://``, ``ram://``, ...) go through ``tf.io.gfile``:
 the bytes are written to a temporary name next to the target, then renamed
-over it, which is as atomic as the file system's rename.
+over it, which is as atomic as the file system's rename. A scheme no
+registered file system handles is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import IO
 
+from nestgraph.errors import BundleError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no locks, no sweeping
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "check_scheme",
     "irregular_kind",
     "is_remote",
     "not_regular",
@@ -56,6 +60,29 @@ _SWEEP_MIN_AGE_SECONDS = 2.0
 def is_remote(path: str) -> bool:
     """True for paths TensorFlow's file systems handle (``scheme://...``)."""
     return "://" in path
+
+
+def check_scheme(path: str) -> None:
+    """Refuse, before any work, a ``scheme://`` path no TensorFlow file system handles.
+
+    Raises ``BundleError`` naming the path (TensorFlow's own error would come
+    only once the bytes are ready, and is no ``NestgraphError``).
+    """
+    if not is_remote(path):
+        return
+    import tensorflow as tf
+
+    scheme = path.split("://", 1)[0]
+    try:
+        tf.io.gfile.exists(path)
+    except tf.errors.UnimplementedError:
+        raise BundleError(
+            f"no file system handles the scheme {scheme!r} in this TensorFlow "
+            "(load the plugin that registers it, or write a local path)",
+            file=path,
+        ) from None
+    except tf.errors.OpError as exc:
+        raise BundleError(f"cannot write: {exc.message}", file=path) from None
 
 
 def not_regular(path: str) -> str | None:
@@ -198,6 +225,7 @@ def write_atomic(path: str, write: Callable[[IO[bytes]], None]) -> None:
     ``path`` is as it was.
     """
     if is_remote(path):
+        check_scheme(path)
         _write_remote(path, write)
     else:
         _write_local(path, write)
@@ -315,6 +343,7 @@ def temporary_directory_for(path: str) -> Iterator[str]:
     the same ``path``.
     """
     if is_remote(path):
+        check_scheme(path)
         with _remote_directory_for(path) as building:
             yield building
         return

@@ -212,3 +212,19 @@ def test_save_and_export_to_a_scheme_path_give_loadable_results(tmp_path: Path) 
             assert (session.run("w/Read/ReadVariableOp:0") == weights).all()
     finally:
         tf.io.gfile.rmtree(directory)
+
+
+def test_a_scheme_no_file_system_handles_is_refused_before_writing() -> None:
+    with tf.Graph().as_default():
+        net = Net()
+        net.x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        net.out = tf.identity(net.x, name="out")
+        with tf1.Session() as session:
+            with pytest.raises(ng.BundleError, match="nosuch://b/m.ng: no file system handles"):
+                ng.save(net, session, "nosuch://b/m.ng")
+            with pytest.raises(ng.BundleError, match="nosuch://b/served: no file system"):
+                ng.export_saved_model(
+                    net, session, "nosuch://b/served", inputs={"x": "x"}, outputs={"y": "out"}
+                )
+    with pytest.raises(ng.BundleError, match="scheme 'nosuch'"):
+        _atomic.write_atomic("nosuch://b/spec.yaml", _writer(b"x"))

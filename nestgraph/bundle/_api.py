@@ -352,6 +352,7 @@ def _signature_tensors(
 
 
 def _refuse_existing_directory(path: str) -> None:
+    _atomic.check_scheme(path)
     if _atomic.is_remote(path):
         exists = tf.io.gfile.exists(path) and bool(tf.io.gfile.listdir(path))
     else:
