@@ -343,3 +343,22 @@ def test_findings_are_data() -> None:
     with pytest.raises(AttributeError):
         report.findings = ()  # type: ignore[misc]
     assert _scan.exit_status(report) == 1 and str(report) == _scan.format_report(report)
+
+
+def test_the_table_names_real_op_types_and_leaves_pure_ops_alone() -> None:
+    from tensorflow.python.framework import op_def_registry
+
+    from nestgraph.bundle import _optable
+
+    exact = {op for _, ops, _ in _optable.FAMILIES.values() for op in ops} | set(_optable._SIZED)
+    # A typo would be a hole in the list. Rpc and TryRpc came with tf.contrib.rpc: kept
+    # for graphs written by a TensorFlow that had them.
+    assert {op for op in exact if op_def_registry.get(op) is None} == {"Rpc", "TryRpc"}
+
+    def judge(op: str) -> Any:
+        return _optable.classify(node_def_pb2.NodeDef(op=op), lambda ref: None)
+
+    found = {judge(op) for op in dir(tf.raw_ops)}
+    assert {d.family for d in found if d is not None} == set(_optable.FAMILIES) | {"allocation"}
+    for pure in ("MatMul", "Assert", "Identity", "ScalarSummary", "Snapshot", "IteratorGetNext"):
+        assert judge(pure) is None, pure

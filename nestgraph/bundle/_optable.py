@@ -46,6 +46,8 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
                 "InitializeTableFromTextFileV2",
                 "DecodeProtoV2",  # descriptor_source may name a file
                 "EncodeProto",
+                "FileSystemSetConfiguration",
+                "RecordInput",  # reads the files its file_pattern matches
             }
         ),
         (),
@@ -86,6 +88,9 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
         (
             r"(Experimental)?(TFRecord|TextLine|FixedLengthRecord|CSV|Sql|LMDB)Dataset(V\d)?",
             r"(Experimental)?(Snapshot|Save|Load|Cache|MatchingFiles)Dataset\w*",
+            r"Snapshot\w+Dataset\w*|SnapshotNestedDatasetReader|ListSnapshotChunksDataset",
+            # A dataset graph or iterator state in a tensor: ops the scan cannot see.
+            r"DatasetFromGraph|DeserializeIterator",
             r"(Experimental)?DatasetToTFRecord",
             r"DataServiceDataset\w*|RegisterDataset\w*|DistributedSave",
             r"(TFRecord|TextLine|WholeFile|FixedLengthRecord|Identity|LMDB)Reader(V2)?",
@@ -104,6 +109,7 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
                 "Rpc",
                 "TryRpc",
                 "RemoteCall",
+                "WorkerHeartbeat",
             }
         ),
         (
@@ -112,6 +118,7 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
             r"(Infeed|Outfeed)\w*",
             r"_?Xla(Send|Recv)\w*",
             r"Rpc\w+",
+            r"\w*TPUEmbedding\w*",
         ),
     ),
     "process": (
@@ -127,6 +134,7 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
     "blocking": (
         "waits on a queue, barrier, stage or lock that may never be filled or released",
         frozenset({"Stage", "Unstage", "StagePeek", "ConsumeMutexLock"}),
+        # (SleepDataset: sleeps per element, by an amount from its input.)
         (
             r"\w*Queue(V2)?",
             r"Queue(Enqueue|Dequeue)\w*",
@@ -135,6 +143,7 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
             r"\w*ConditionalAccumulator",
             r"\w*AccumulatorTakeGradient",
             r"Mutex\w*",
+            r"(Experimental)?SleepDataset",
         ),
     ),
     "decode": (
@@ -149,6 +158,7 @@ FAMILIES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
                 "DecodeBmp",
                 "DecodeImage",
                 "DecodeWebP",
+                "DecodeJxl",
             }
         ),
         (),
@@ -206,6 +216,7 @@ _SIZED: dict[str, tuple[int, str, int]] = {
     "Bincount": (1, "count", MAX_FACTOR),
     "DenseBincount": (1, "count", MAX_FACTOR),
     "Multinomial": (1, "count", MAX_FACTOR),
+    "DecodePaddedRaw": (1, "count", MAX_FACTOR),
     "ResizeBilinear": (1, "shape", MAX_FACTOR),
     "ResizeNearestNeighbor": (1, "shape", MAX_FACTOR),
     "ResizeBicubic": (1, "shape", MAX_FACTOR),

@@ -17,6 +17,7 @@ from no bound field (an honest model's own ``save/SaveV2``) are reported as
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -438,16 +439,11 @@ def _node_name(ref: str) -> str:
     return head if sep and tail.isdigit() else ref
 
 
-_REGISTERED: dict[str, bool] = {}
-
-
+@functools.lru_cache(maxsize=4096)  # bounded: hostile graphs bring any names
 def _registered(op_type: str) -> bool:
-    known = _REGISTERED.get(op_type)
-    if known is None:
-        from tensorflow.python.framework import op_def_registry
+    from tensorflow.python.framework import op_def_registry
 
-        known = _REGISTERED[op_type] = op_def_registry.get(op_type) is not None
-    return known
+    return op_def_registry.get(op_type) is not None
 
 
 def _bits(mask: int) -> Iterable[int]:
