@@ -30,7 +30,7 @@ from benchmarks.fuzz_bundles import (
 )
 from nestgraph.bundle._container import unpack
 
-BUDGET_SECONDS = 1.5
+BUDGET_SECONDS = 1.0
 FUZZ = settings(
     max_examples=200,
     deadline=None,
