@@ -16,7 +16,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 import nestgraph as ng
 from benchmarks._models import build_tower_model
-from nestgraph.bundle import _scan
+from nestgraph.bundle import _closure, _scan
 from nestgraph.bundle._container import BundleContents, pack, unpack
 
 tf1 = tf.compat.v1
@@ -362,3 +362,22 @@ def test_the_table_names_real_op_types_and_leaves_pure_ops_alone() -> None:
     assert {d.family for d in found if d is not None} == set(_optable.FAMILIES) | {"allocation"}
     for pure in ("MatMul", "Assert", "Identity", "ScalarSummary", "Snapshot", "IteratorGetNext"):
         assert judge(pure) is None, pure
+
+
+def test_thousands_of_listed_ops_are_capped_in_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_closure, "MAX_FINDINGS", 10)
+    blob = _dumps(_small_dense)
+
+    def edit(meta_graph: Any) -> None:
+        out = next(n for n in meta_graph.graph_def.node if n.name == "out")
+        for i in range(25):
+            _add_node(meta_graph, f"say_{i}", "PrintV2", [])
+            out.input.append(f"^say_{i}")
+
+    report = ng.scan(_repack(blob, edit))
+    # Ten tracked one by one (the Saver's own ops among them, unreached), then one for the rest.
+    assert len(report.findings) + len(report.unreached) == 11
+    listed = len(report.findings) - 1
+    last = report.findings[-1]
+    assert last.op == f"say_{listed} (+{25 - listed - 1} more)" and last.family == "many"
+    assert all(f.paths == ("out",) for f in report.findings)
