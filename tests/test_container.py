@@ -223,3 +223,16 @@ def test_a_regular_file_unpacks(tmp_path: Path) -> None:
     path = tmp_path / "b.ng"
     path.write_bytes(_packed())
     assert unpack_file(str(path)).spec == CONTENTS.spec
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nestgraph.bundle import _container
+
+    fifo = tmp_path / "swapped.ng"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(_container, "check_regular", lambda path: None)  # lost the race
+    with pytest.raises(ng.BundleError, match="swapped.ng: is a FIFO"):
+        unpack_file(str(fifo))

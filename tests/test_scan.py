@@ -204,6 +204,15 @@ def test_load_from_a_file_is_refused_too(tmp_path: Path) -> None:
     assert ng.scan(str(path)).file == str(path)
     with open(path, "rb") as stream:
         assert not ng.scan(stream).ok
+    remote = "ram://nestgraph-test-scan/evil.ng"
+    with tf.io.gfile.GFile(remote, "wb") as out:
+        out.write(path.read_bytes())
+    try:
+        assert ng.scan(remote).findings[0].op_type == "WriteFile"
+    finally:
+        tf.io.gfile.remove(remote)
+    with pytest.raises(ng.BundleError, match="nestgraph-test-scan/absent.ng: no such bundle"):
+        ng.scan("ram://nestgraph-test-scan/absent.ng")
 
 
 def test_only_the_paths_that_reach_an_op_are_listed_and_subtree_narrows_the_scan() -> None:

@@ -162,7 +162,10 @@ def unpack_file(path: str, *, checkpoint: bool = True) -> BundleContents:
     """``unpack`` the local file ``path``, refusing anything but a regular file first."""
     check_regular(path)
     try:
-        stream = open(path, "rb")  # noqa: SIM115 - closed below, after the zip is read
+        # Non-blocking, so a FIFO swapped in after the check cannot block the open;
+        # unpack checks the opened file again (fstat) before reading it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        stream = os.fdopen(fd, "rb")
     except FileNotFoundError:
         raise BundleError("no such bundle", file=path) from None
     except OSError as exc:
