@@ -390,3 +390,26 @@ def test_thousands_of_listed_ops_are_capped_in_the_report(monkeypatch: pytest.Mo
     last = report.findings[-1]
     assert last.op == f"say_{listed} (+{25 - listed - 1} more)" and last.family == "many"
     assert all(f.paths == ("out",) for f in report.findings)
+
+
+def test_a_constant_that_inflates_is_an_allocation_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nestgraph.bundle import _optable
+
+    monkeypatch.setattr(_optable, "MAX_ELEMENTS", 100)
+    blob = _dumps(_small_dense)
+
+    def edit(meta_graph: Any) -> None:
+        out = next(n for n in meta_graph.graph_def.node if n.name == "out")
+        for name, values in (("inflated", [7.0]), ("carried", [float(i) for i in range(200)])):
+            const = tf.make_tensor_proto(np.zeros(200, np.float32), dtype=tf.float32)
+            const.ClearField("tensor_content")
+            const.float_val.extend(values)
+            node = node_def_pb2.NodeDef(name=name, op="Const")
+            node.attr["value"].tensor.CopyFrom(const)
+            node.attr["dtype"].type = const.dtype
+            meta_graph.graph_def.node.append(node)
+            out.input.append(f"^{name}")
+
+    (finding,) = ng.scan(_repack(blob, edit)).findings
+    assert (finding.op, finding.family) == ("inflated", "allocation")
+    assert "declaring 200 elements from 1 values" in finding.reason

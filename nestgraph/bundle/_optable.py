@@ -250,7 +250,38 @@ def classify(node: Any, lookup: Lookup) -> Danger | None:
     sized = _SIZED.get(op)
     if sized is not None and not _bounded(node, sized, lookup):
         return Danger("allocation", ALLOCATION_REASON.format(limit=sized[2]))
+    if op in ("Const", "HostConst"):
+        return _inflating_constant(node)
     return None
+
+
+def _inflating_constant(node: Any) -> Danger | None:
+    """A constant that declares far more elements than its proto holds.
+
+    TensorFlow fills a partly given constant by repeating its last value, so a
+    few bytes can declare gigabytes. A large constant that carries its data is
+    bounded by the bundle's size and is fine.
+    """
+    if "value" not in node.attr:
+        return None
+    tensor = node.attr["value"].tensor
+    count = 1
+    for dim in tensor.tensor_shape.dim:
+        count *= max(dim.size, 0)
+    if count <= MAX_ELEMENTS:
+        return None
+    held = sum(
+        len(value)
+        for field, value in tensor.ListFields()
+        if field.name not in ("dtype", "tensor_shape", "version_number")
+    )
+    if held >= count:
+        return None
+    return Danger(
+        "allocation",
+        f"a constant declaring {count:,} elements from {held:,} values "
+        "(TensorFlow repeats the last one)",
+    )
 
 
 @functools.lru_cache(maxsize=4096)
