@@ -413,3 +413,25 @@ def test_a_constant_that_inflates_is_an_allocation_finding(monkeypatch: pytest.M
     (finding,) = ng.scan(_repack(blob, edit)).findings
     assert (finding.op, finding.family) == ("inflated", "allocation")
     assert "declaring 200 elements from 1 values" in finding.reason
+
+
+def test_a_long_chain_of_functions_is_walked_once() -> None:
+    blob = _dumps(_small_dense)
+    length = 3000
+
+    def edit(meta_graph: Any) -> None:
+        library = meta_graph.graph_def.library
+        for i in range(length):
+            function = library.function.add()
+            function.signature.name = f"f_{i}"
+            call = function.node_def.add()
+            call.name, call.op = "next", f"f_{i + 1}" if i + 1 < length else "EagerPyFunc"
+        out = next(n for n in meta_graph.graph_def.node if n.name == "out")
+        for i in range(0, length, 7):
+            caller = node_def_pb2.NodeDef(name=f"call_{i}", op="PartitionedCall")
+            caller.attr["f"].func.name = f"f_{i}"
+            meta_graph.graph_def.node.append(caller)
+            out.input.append(f"^call_{i}")
+
+    (finding,) = ng.scan(_repack(blob, edit)).findings
+    assert (finding.op_type, finding.function) == ("EagerPyFunc", f"f_{length - 1}")

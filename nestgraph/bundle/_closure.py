@@ -9,12 +9,12 @@ Iterative throughout: a hostile graph may be deep, cyclic or recursive.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from nestgraph.bundle import _optable
 
-__all__ = ["MAX_FINDINGS", "OVERFLOW", "Graph", "bits", "node_name"]
+__all__ = ["MAX_FINDINGS", "OVERFLOW", "Graph", "bits", "masks", "node_name"]
 
 _UNKNOWN = _optable.Danger(
     "unknown", "an op type this TensorFlow does not know: what it does cannot be checked"
@@ -100,80 +100,87 @@ class Graph:
             body_bits[name] = bits
             if name in self.gradients:
                 calls[name].add(self.gradients[name])
-        memo: dict[str, int] = {}
+        call_edges = {
+            name: sorted(c for c in called if c in self.library) for name, called in calls.items()
+        }
+        reach = masks(self.library, call_edges, body_bits)
 
         def function_bits(start: str) -> int:
-            if start not in memo:
-                seen, todo, bits = {start}, [start], 0
-                while todo:
-                    current = todo.pop()
-                    bits |= body_bits.get(current, 0)
-                    for nxt in calls.get(current, ()):
-                        if nxt not in seen and nxt in self.library:
-                            seen.add(nxt)
-                            todo.append(nxt)
-                memo[start] = bits
-            return memo[start]
+            return reach.get(start, 0)
 
         return function_bits
 
     def reach(self, seeds: Sequence[str]) -> dict[str, int]:
-        """``node -> bits of every finding in its closure`` for the nodes reachable from ``seeds``.
-
-        Iterative Tarjan: a hostile graph may be deep or hold cycles (a v1 while
-        loop is one), and each strongly connected component shares one mask.
-        """
+        """``node -> bits of every finding in its closure``, for the nodes ``seeds`` reach."""
         edges = {name: _input_nodes(node, self.nodes) for name, node in self.nodes.items()}
-        index: dict[str, int] = {}
-        low: dict[str, int] = {}
-        on_stack: set[str] = set()
-        stack: list[str] = []
-        reach: dict[str, int] = {}
-        counter = 0
-        for seed in seeds:
-            if seed in index:
-                continue
-            work: list[tuple[str, Iterator[str]]] = [(seed, iter(edges[seed]))]
-            index[seed] = low[seed] = counter
-            counter += 1
-            stack.append(seed)
-            on_stack.add(seed)
-            while work:
-                name, children = work[-1]
-                advanced = False
-                for child in children:
-                    if child not in index:
-                        index[child] = low[child] = counter
-                        counter += 1
-                        stack.append(child)
-                        on_stack.add(child)
-                        work.append((child, iter(edges[child])))
-                        advanced = True
-                        break
-                    if child in on_stack:
-                        low[name] = min(low[name], index[child])
-                if advanced:
-                    continue
+        return masks(seeds, edges, self._own)
+
+
+def masks(
+    seeds: Iterable[str], edges: Mapping[str, Sequence[str]], own: Mapping[str, int]
+) -> dict[str, int]:
+    """``vertex -> OR of own[v] over every v reachable from it`` for the vertices ``seeds`` reach.
+
+    Iterative Tarjan: a hostile graph may be deep or hold cycles (a v1 while
+    loop is one, recursive functions another), and each strongly connected
+    component shares one mask, so the cost is linear in the edges walked.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    reach: dict[str, int] = {}
+    for seed in seeds:
+        if seed in index:
+            continue
+        index[seed] = low[seed] = len(index)
+        stack.append(seed)
+        on_stack.add(seed)
+        work: list[tuple[str, Iterator[str]]] = [(seed, iter(edges.get(seed, ())))]
+        while work:
+            vertex, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges.get(child, ()))))
+                    break
+                if child in on_stack:
+                    low[vertex] = min(low[vertex], index[child])
+            else:
                 work.pop()
                 if work:
                     parent = work[-1][0]
-                    low[parent] = min(low[parent], low[name])
-                if low[name] == index[name]:
-                    component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == name:
-                            break
-                    bits = 0
-                    for member in component:
-                        bits |= self._own[member]
-                        for child in edges[member]:
-                            bits |= reach.get(child, 0)
-                    for member in component:
-                        reach[member] = bits
-        return reach
+                    low[parent] = min(low[parent], low[vertex])
+                if low[vertex] == index[vertex]:
+                    _close_component(vertex, stack, on_stack, edges, own, reach)
+    return reach
+
+
+def _close_component(
+    root: str,
+    stack: list[str],
+    on_stack: set[str],
+    edges: Mapping[str, Sequence[str]],
+    own: Mapping[str, int],
+    reach: dict[str, int],
+) -> None:
+    """Pop ``root``'s component off ``stack``; its members share one mask."""
+    component = []
+    while True:
+        member = stack.pop()
+        on_stack.discard(member)
+        component.append(member)
+        if member == root:
+            break
+    bits = 0
+    for member in component:
+        bits |= own.get(member, 0)
+        for child in edges.get(member, ()):
+            bits |= reach.get(child, 0)
+    for member in component:
+        reach[member] = bits
 
 
 def _variable_ops(meta_graph: Any) -> dict[str, list[str]]:
