@@ -472,8 +472,15 @@ def _restore(session: Any, saver: Any, contents: BundleContents, file: str) -> N
                 saver.restore(session, checkpoint)
             except BundleError as exc:
                 raise BundleError(exc.message, file=file) from None
-            except (ValueError, TypeError, IndexError, KeyError, tf.errors.OpError) as exc:
-                message = getattr(exc, "message", None) or str(exc)
+            except (
+                ValueError,
+                TypeError,
+                IndexError,
+                KeyError,
+                MemoryError,  # a damaged index can claim sizes the reader cannot allocate
+                tf.errors.OpError,
+            ) as exc:
+                message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
                 raise BundleError(f"cannot restore the checkpoint: {message}", file=file) from None
         _checkpoint.remember_saver(graph, saver.as_saver_def())
     local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
