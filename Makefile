@@ -6,7 +6,7 @@ STAMP := $(VENV)/.nestgraph-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DIST ?= dist
 
-.PHONY: demo test lint bench dist clean
+.PHONY: demo test lint bench dist fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 # A wheel and an sdist in $(DIST)/ (what CI installs into a clean environment).
 dist: $(STAMP)
 	$(PY) -m build --outdir $(DIST) .
+
+# Hostile bundle bytes for MINUTES minutes (the suite runs the same for seconds).
+MINUTES ?= 10
+fuzz: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/fuzz_bundles.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build nestgraph.egg-info

@@ -41,10 +41,12 @@ from .specio import load_spec, save_spec
 if TYPE_CHECKING:
     from ._summary import summary
     from .bundle import dumps, export, export_saved_model, load, loads, save
+    from .bundle._scan import ScanReport, scan
 
 # Bundles need TensorFlow; specs do not. Import the bundle layer on first use, so
 # reading, editing and diffing specs (and the CLI's spec commands) stay light.
 _BUNDLE_NAMES = frozenset({"dumps", "export", "export_saved_model", "load", "loads", "save"})
+_SCAN_NAMES = frozenset({"ScanReport", "scan"})
 
 
 def __getattr__(name: str) -> Any:
@@ -56,6 +58,10 @@ def __getattr__(name: str) -> Any:
         from ._summary import summary
 
         return summary
+    if name in _SCAN_NAMES:
+        from .bundle import _scan
+
+        return getattr(_scan, name)
     raise AttributeError(f"module 'nestgraph' has no attribute {name!r}")
 
 
@@ -73,6 +79,7 @@ __all__ = [
     "Node",
     "Placeholder",
     "Problem",
+    "ScanReport",
     "SkippedField",
     "SkippedFieldsWarning",
     "Spec",
@@ -93,6 +100,7 @@ __all__ = [
     "register_leaf",
     "save",
     "save_spec",
+    "scan",
     "summary",
     "to_graph",
 ]

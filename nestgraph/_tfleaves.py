@@ -252,6 +252,7 @@ def _install(
     check_text: Callable[[str], str | None],
     parts: tuple[tuple[str, str], ...] = (),
     check_elements: Callable[[tuple[Any, ...]], str | None] | None = None,
+    expected_families: frozenset[str] = frozenset(),
 ) -> None:
     registry.install(
         registry.LeafHandler(
@@ -263,6 +264,7 @@ def _install(
             rebuild=rebuild,
             check_text=check_text,
             check_elements=check_elements,
+            expected_families=expected_families,
         )
     )
 
@@ -284,6 +286,7 @@ _install(
     _check_saver,
     _SAVER_PARTS,
     _check_saver_elements,
+    frozenset({"checkpoint"}),
 )
 _install(
     "dtype",

@@ -11,10 +11,10 @@ Two registries, both extended by users the same way nestgraph extends them:
   ``tf.Operation``, ``tf.Variable``, ``tf.SparseTensor``, partitioned
   variables: ``_builtinleaves``; sessions, savers, dtypes, shapes:
   ``_tfleaves``; NumPy values: ``_numpyleaves``; functions: ``_functions``)
-  are registered through ``install``, the mechanism under ``register_leaf``. Lookup by type goes newest
-  registration first and is cached per type; the cache is cleared on every
-  registration. TensorFlow types are matched only when TensorFlow is already
-  imported, so the walker never imports it.
+  are registered through ``install``, the mechanism under ``register_leaf``.
+  Lookup by type goes newest registration first and is cached per type; the
+  cache is cleared on every registration. TensorFlow types are matched only
+  when TensorFlow is already imported, so the walker never imports it.
 """
 
 from __future__ import annotations
@@ -135,6 +135,10 @@ class LeafHandler:
     #: Checks the graph elements found for the parts; returns a problem message or None.
     check_elements: Callable[[tuple[Any, ...]], str | None] | None = None
     exact_type: type | None = field(default=None, compare=False)
+    #: Families of ``ng.scan``'s op list that this leaf's own ops are expected to
+    #: reach (a Saver's save and restore ops write and read checkpoints: that is
+    #: what they are for, and they run only when the model's code calls them).
+    expected_families: frozenset[str] = frozenset()
 
     def parse(self, text: str) -> Leaf:
         """The leaf for ``text`` (what follows the kind word); ``ValueError`` if malformed."""

@@ -40,11 +40,16 @@ _MAX_REF_HOPS = 64
 
 @dataclass(frozen=True)
 class BindingRecord:
-    """One graph name in a spec: where it is bound, as what, and to which name."""
+    """One graph name in a spec: where it is bound, as what, and to which name.
+
+    ``leaf`` is the kind word of the leaf holding it (``sparse`` for the three
+    names of a SparseTensor), ``kind`` how the name is looked up.
+    """
 
     path: str
     kind: str
     name: str
+    leaf: str = ""
 
 
 def leaf_parts(leaf: Leaf) -> list[tuple[tuple[str, ...], str, str]]:
@@ -165,7 +170,7 @@ class Spec:
         for path, node in iter_nodes(self.root):
             if isinstance(node, Leaf):
                 for suffix, kind, name in leaf_parts(node):
-                    yield BindingRecord(format_path((*path, *suffix)), kind, name)
+                    yield BindingRecord(format_path((*path, *suffix)), kind, name, node.kind)
 
     def flatten(self) -> dict[str, str]:
         """``{dotted path: graph name}`` for every binding.

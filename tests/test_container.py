@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
+import struct
 import zipfile
+import zlib
+from pathlib import Path
 
 import pytest
 
 import nestgraph as ng
-from nestgraph.bundle._container import BundleContents, pack, unpack
+from nestgraph.bundle._container import BundleContents, pack, unpack, unpack_file
 
 CONTENTS = BundleContents(
     graph=b"graph bytes",
@@ -60,3 +66,173 @@ def test_without_checkpoint_skips_the_weights_but_not_the_checks() -> None:
     no_index = _damage(_packed(), "checkpoint/model.index", None)
     with pytest.raises(ng.BundleError, match="missing member.*checkpoint/model.index"):
         unpack(io.BytesIO(no_index), "b.ng", checkpoint=False)
+
+
+# --------------------------------------------------------------------------- hostile input
+# Raw zip records, so a test can lay members out in ways zipfile never writes.
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_END = struct.Struct("<4sHHHHIIH")
+
+
+def _local(name: str, data: bytes, flags: int = 0) -> bytes:
+    raw = name.encode()
+    header = _LOCAL.pack(
+        b"PK\x03\x04", 20, flags, 0, 0, 0x21, zlib.crc32(data), len(data), len(data), len(raw), 0
+    )
+    return header + raw + data
+
+
+def _raw_zip(members: list[tuple[str, bytes, int]], body: bytes, flags: int = 0) -> bytes:
+    """``body`` followed by a central directory of ``(name, data, local header offset)``."""
+    directory = b""
+    for name, data, offset in members:
+        raw = name.encode()
+        directory += (
+            _CENTRAL.pack(
+                b"PK\x01\x02",
+                20,
+                20,
+                flags,
+                0,
+                0,
+                0x21,
+                zlib.crc32(data),
+                len(data),
+                len(data),
+                len(raw),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + raw
+        )
+    end = _END.pack(b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), len(body), 0)
+    return body + directory + end
+
+
+def _manifest(parts: dict[str, bytes]) -> bytes:
+    return json.dumps(
+        {
+            "format": "nestgraph-bundle",
+            "version": 1,
+            "checkpoint_prefix": None,
+            "parts": {
+                name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                for name, data in parts.items()
+            },
+        }
+    ).encode()
+
+
+def test_members_that_overlap_are_refused_before_any_is_read() -> None:
+    # spec.yaml's header and bytes sit inside graph.pb's bytes: each checksum is right,
+    # and a reader that trusts the directory reads the same bytes twice.
+    spec = CONTENTS.spec
+    inner = _local("spec.yaml", spec)
+    graph = inner + b"padding"
+    manifest = _manifest({"graph.pb": graph, "spec.yaml": spec})
+    body = _local("manifest.json", manifest)
+    graph_at = len(body)
+    body += _local("graph.pb", graph)
+    spec_at = graph_at + _LOCAL.size + len("graph.pb")
+    blob = _raw_zip(
+        [
+            ("manifest.json", manifest, 0),
+            ("graph.pb", graph, graph_at),
+            ("spec.yaml", spec, spec_at),
+        ],
+        body,
+    )
+    assert zipfile.ZipFile(io.BytesIO(blob)).read("spec.yaml") == spec  # a "valid" zip
+    with pytest.raises(
+        ng.BundleError, match="b.ng: corrupt bundle: members graph.pb and spec.yaml overlap"
+    ):
+        unpack(io.BytesIO(blob), "b.ng")
+
+
+def test_a_member_past_the_end_or_without_a_header_is_refused() -> None:
+    manifest = _manifest({"graph.pb": b"g", "spec.yaml": b"s"})
+    body = _local("manifest.json", manifest) + _local("graph.pb", b"g") + _local("spec.yaml", b"s")
+    far = _raw_zip([("manifest.json", manifest, 0), ("graph.pb", b"g", 10**6)], body)
+    with pytest.raises(ng.BundleError, match="member graph.pb starts outside the archive"):
+        unpack(io.BytesIO(far), "b.ng")
+    graph_at = len(_local("manifest.json", manifest))
+    misplaced = _raw_zip([("manifest.json", manifest, 0), ("graph.pb", b"g", graph_at + 3)], body)
+    with pytest.raises(ng.BundleError, match="member graph.pb has no local header"):
+        unpack(io.BytesIO(misplaced), "b.ng")
+
+
+def test_an_encrypted_member_is_a_bundle_error() -> None:
+    manifest = _manifest({"graph.pb": b"g", "spec.yaml": b"s"})
+    members = [("manifest.json", manifest), ("graph.pb", b"g"), ("spec.yaml", b"s")]
+    body, entries = b"", []
+    for name, data in members:
+        entries.append((name, data, len(body)))
+        body += _local(name, data, flags=1)
+    with pytest.raises(ng.BundleError, match="b.ng: corrupt bundle: .*encrypted"):
+        unpack(io.BytesIO(_raw_zip(entries, body, flags=1)), "b.ng")
+
+
+def test_a_deeply_nested_manifest_is_refused_without_recursion() -> None:
+    for deep in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            archive.writestr("manifest.json", deep)
+        with pytest.raises(ng.BundleError, match="manifest.json nests [0-9]+ levels deep"):
+            unpack(io.BytesIO(out.getvalue()), "b.ng")
+    # Brackets inside strings do not count.
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"format": "[[[[[[[[[[[[[[[[[[["}))
+    with pytest.raises(ng.BundleError, match="manifest format is '\\[+', expected"):
+        unpack(io.BytesIO(out.getvalue()), "b.ng")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_pipes_devices_and_directories_are_refused_without_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.ng"
+    os.mkfifo(fifo)
+    # Opening a FIFO with no writer would block forever: the check must come first.
+    with pytest.raises(ng.BundleError, match="pipe.ng: is a FIFO \\(named pipe\\), not a regular"):
+        unpack_file(str(fifo))
+    with pytest.raises(ng.BundleError, match="pipe.ng: is a FIFO"):
+        ng.load(fifo)
+    with pytest.raises(ng.BundleError, match=": is a directory, not a regular file"):
+        unpack_file(str(tmp_path))
+    with pytest.raises(ng.BundleError, match="no such bundle"):
+        unpack_file(str(tmp_path / "absent.ng"))
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(ng.BundleError, match="/dev/zero: is a character device"):
+            unpack_file("/dev/zero")
+        with pytest.raises(ng.BundleError, match="/dev/zero: is a character device"):
+            ng.load("/dev/zero")
+        with (
+            open("/dev/zero", "rb") as endless,
+            pytest.raises(ng.BundleError, match="zero: is a character device"),
+        ):
+            unpack(endless, "zero")
+        with pytest.raises(ng.SpecError, match="is a character device"):
+            ng.load_spec("/dev/zero")
+
+
+def test_a_regular_file_unpacks(tmp_path: Path) -> None:
+    path = tmp_path / "b.ng"
+    path.write_bytes(_packed())
+    assert unpack_file(str(path)).spec == CONTENTS.spec
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nestgraph.bundle import _container
+
+    fifo = tmp_path / "swapped.ng"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(_container, "check_regular", lambda path: None)  # lost the race
+    with pytest.raises(ng.BundleError, match="swapped.ng: is a FIFO"):
+        unpack_file(str(fifo))

@@ -31,8 +31,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
 from nestgraph.binding import check, from_graph
-from nestgraph.bundle import _checkpoint, _metagraph
-from nestgraph.bundle._container import BundleContents, pack, unpack
+from nestgraph.bundle import _checkpoint, _metagraph, _scan
+from nestgraph.bundle._container import BundleContents, check_regular, pack, unpack
 from nestgraph.convertible import to_graph
 from nestgraph.errors import BindingError, BundleError, SpecError
 from nestgraph.nodes import Leaf
@@ -99,6 +99,7 @@ def load(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    trusted: bool = False,
 ) -> tuple[Any, Any]:
     """Read a bundle into a new graph and session; return ``(model, session)``.
 
@@ -109,6 +110,9 @@ def load(
       allow, generic: the class-path policy, as for ``ng.from_graph``.
       config: the ``ConfigProto`` for the new session; by default soft placement
         is allowed, so a graph saved with devices this machine lacks still loads.
+      trusted: load even if bound fields reach ops that act outside the session
+        (files, network, Python callbacks, ...: see ``ng.scan``); by default such
+        a bundle is refused before anything of it is imported.
 
     The graph is ``session.graph`` (it is not made the default graph). Train ops,
     optimizer slots and the global step come back with a full load, so training
@@ -120,7 +124,7 @@ def load(
       Nothing is left half-built: on any error no session stays open.
     """
     file, contents = _read(path)
-    return _open(contents, file, subtree, allow, generic, config)
+    return _open(contents, file, subtree, allow, generic, config, trusted)
 
 
 def loads(
@@ -129,12 +133,13 @@ def loads(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    trusted: bool = False,
 ) -> tuple[Any, Any]:
     """``load`` from the bytes ``dumps`` returned; nothing touches the local disk."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads takes bytes, not {type(data).__name__}")
     contents = unpack(io.BytesIO(bytes(data)), _BYTES_SOURCE)
-    return _open(contents, _BYTES_SOURCE, subtree, allow, generic, config)
+    return _open(contents, _BYTES_SOURCE, subtree, allow, generic, config, trusted)
 
 
 def export(
@@ -348,6 +353,7 @@ def _signature_tensors(
 
 
 def _refuse_existing_directory(path: str) -> None:
+    _atomic.check_scheme(path)
     if _atomic.is_remote(path):
         exists = tf.io.gfile.exists(path) and bool(tf.io.gfile.listdir(path))
     else:
@@ -375,6 +381,7 @@ def _read(path: PathOrFile) -> tuple[str, BundleContents]:
         except tf.errors.OpError as exc:
             raise BundleError(f"cannot read: {exc.message}", file=file) from None
         return file, unpack(io.BytesIO(data), file)
+    check_regular(file)  # before open: a FIFO would block it
     try:
         stream = open(file, "rb")  # noqa: SIM115 - closed below, after the zip is read
     except FileNotFoundError:
@@ -412,8 +419,11 @@ def _open(
     allow: str | Iterable[str] | None,
     generic: bool,
     config: Any,
+    trusted: bool = False,
 ) -> tuple[Any, Any]:
     spec, meta_graph = _parse(contents, file)
+    if not trusted:
+        _scan.refuse_untrusted(meta_graph, spec, subtree, file)
     if subtree is not None:
         seeds = [binding.name for binding in spec.subtree(subtree).bindings()]
         meta_graph = _metagraph.prune_meta_graph(meta_graph, seeds)
@@ -425,7 +435,7 @@ def _open(
             else:
                 _import_pruned(meta_graph)
                 saver = None
-    except (ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
+    except (ValueError, TypeError, KeyError, DecodeError, tf.errors.OpError) as exc:
         raise BundleError(f"cannot import graph.pb: {exc}", file=file) from None
     # Validate every name and class before any work that a failure would waste.
     model = from_graph(spec, graph, subtree=subtree, allow=allow, generic=generic)
@@ -463,8 +473,15 @@ def _restore(session: Any, saver: Any, contents: BundleContents, file: str) -> N
                 saver.restore(session, checkpoint)
             except BundleError as exc:
                 raise BundleError(exc.message, file=file) from None
-            except (ValueError, tf.errors.OpError) as exc:
-                message = getattr(exc, "message", None) or str(exc)
+            except (
+                ValueError,
+                TypeError,
+                IndexError,
+                KeyError,
+                MemoryError,  # a damaged index can claim sizes the reader cannot allocate
+                tf.errors.OpError,
+            ) as exc:
+                message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
                 raise BundleError(f"cannot restore the checkpoint: {message}", file=file) from None
         _checkpoint.remember_saver(graph, saver.as_saver_def())
     local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)

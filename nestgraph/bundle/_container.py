@@ -16,16 +16,20 @@ This module knows nothing about TensorFlow: it packs and verifies bytes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from nestgraph._atomic import irregular_kind, not_regular
 from nestgraph.errors import BundleError
 
-__all__ = ["FORMAT", "VERSION", "BundleContents", "pack", "unpack"]
+__all__ = ["FORMAT", "VERSION", "BundleContents", "check_regular", "pack", "unpack", "unpack_file"]
 
 FORMAT = "nestgraph-bundle"
 VERSION = 1
@@ -36,12 +40,33 @@ SPEC = "spec.yaml"
 CHECKPOINT_DIR = "checkpoint/"
 
 _MAX_MANIFEST_BYTES = 1 << 20
+_MAX_MANIFEST_DEPTH = 8  # the manifest nests three levels; json recurses per level
 _ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o644 << 16
 # A checkpoint file name: no directories, no dot-dot, nothing a file system could
 # misread; the checkpoint files are copied into a directory under this name.
 _CHECKPOINT_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _DATA_SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})")
+
+# What a hostile zip can make the standard library raise besides BadZipFile; all of
+# them mean the same thing here (RecursionError is a RuntimeError, UnicodeDecodeError
+# a ValueError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+    struct.error,
+)
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra length
+_LOCAL_SIGNATURE = b"PK\x03\x04"
 
 _NOT_A_BUNDLE = "not a nestgraph bundle ({why})"
 _CORRUPT = "corrupt bundle: {why}"
@@ -115,19 +140,99 @@ def unpack(source: IO[bytes], file: str, *, checkpoint: bool = True) -> BundleCo
       BundleError: the data is not a bundle, is truncated or corrupt, lacks a
         member, or was written by a newer format version.
     """
+    _check_stream(source, file)
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except _ZIP_ERRORS as exc:
         raise BundleError(
             _NOT_A_BUNDLE.format(why=f"truncated, or not a zip archive: {exc}"), file=file
-        ) from exc
+        ) from None
     with archive:
         try:
+            _check_layout(archive, source, file)
             return _unpack(archive, file, checkpoint)
         except BundleError:
             raise
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-            raise BundleError(_CORRUPT.format(why=str(exc)), file=file) from exc
+        except _ZIP_ERRORS as exc:
+            why = str(exc) or type(exc).__name__
+            raise BundleError(_CORRUPT.format(why=why), file=file) from None
+
+
+def unpack_file(path: str, *, checkpoint: bool = True) -> BundleContents:
+    """``unpack`` the local file ``path``, refusing anything but a regular file first."""
+    check_regular(path)
+    try:
+        # Non-blocking, so a FIFO swapped in after the check cannot block the open;
+        # unpack checks the opened file again (fstat) before reading it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        stream = os.fdopen(fd, "rb")
+    except FileNotFoundError:
+        raise BundleError("no such bundle", file=path) from None
+    except OSError as exc:
+        raise BundleError(f"cannot read: {exc.strerror or exc}", file=path) from None
+    with stream:
+        return unpack(stream, path, checkpoint=checkpoint)
+
+
+def check_regular(path: str) -> None:
+    """Refuse a directory, FIFO, device or socket before anything opens it."""
+    kind = not_regular(path)
+    if kind is not None:
+        raise BundleError(f"is {kind}, not a regular file", file=path)
+
+
+def _check_stream(source: IO[bytes], file: str) -> None:
+    """A stream backed by a file descriptor must be a regular file (see ``check_regular``)."""
+    try:
+        descriptor = source.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # an in-memory stream: its size is what it holds
+    try:
+        mode = os.fstat(descriptor).st_mode
+    except OSError as exc:
+        raise BundleError(f"cannot read: {exc.strerror or exc}", file=file) from None
+    kind = irregular_kind(mode)
+    if kind is not None:
+        raise BundleError(f"is {kind}, not a regular file", file=file)
+
+
+def _check_layout(archive: zipfile.ZipFile, source: IO[bytes], file: str) -> None:
+    """Every member's header and bytes lie in the file, before the directory, apart.
+
+    The central directory may point several entries into the same bytes (a
+    "zip bomb" without compression: each entry's data holding the next ones),
+    so a small file would read as gigabytes. Checked from the offsets alone,
+    before any member is read.
+    """
+    end = source.seek(0, os.SEEK_END)
+    directory = getattr(archive, "start_dir", end)
+    spans = []
+    for info in archive.infolist():
+        if info.compress_size != info.file_size and info.compress_type == zipfile.ZIP_STORED:
+            why = (
+                f"member {info.filename} stores {info.compress_size} bytes "
+                f"for {info.file_size} bytes of data"
+            )
+            raise BundleError(_CORRUPT.format(why=why), file=file)
+        start = info.header_offset
+        if start < 0 or start + _LOCAL_HEADER.size > directory:
+            why = f"member {info.filename} starts outside the archive"
+            raise BundleError(_CORRUPT.format(why=why), file=file)
+        source.seek(start)
+        signature, name_length, extra_length = _LOCAL_HEADER.unpack(source.read(_LOCAL_HEADER.size))
+        if signature != _LOCAL_SIGNATURE:
+            why = f"member {info.filename} has no local header"
+            raise BundleError(_CORRUPT.format(why=why), file=file)
+        stop = start + _LOCAL_HEADER.size + name_length + extra_length + info.compress_size
+        if stop > directory:
+            why = f"member {info.filename} runs past the end of the archive's data"
+            raise BundleError(_CORRUPT.format(why=why), file=file)
+        spans.append((start, stop, info.filename))
+    spans.sort()
+    for (_, stop, name), (start, _, other) in itertools.pairwise(spans):
+        if start < stop:
+            why = f"members {name} and {other} overlap"
+            raise BundleError(_CORRUPT.format(why=why), file=file)
 
 
 def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> BundleContents:
@@ -180,11 +285,16 @@ def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> Bundl
 def _read_manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -> dict[str, Any]:
     if info.file_size > _MAX_MANIFEST_BYTES or info.compress_type != zipfile.ZIP_STORED:
         raise BundleError(_CORRUPT.format(why="implausible manifest.json"), file=file)
+    text = archive.read(info)
+    depth = _nesting_depth(text)
+    if depth > _MAX_MANIFEST_DEPTH:
+        why = f"manifest.json nests {depth} levels deep (at most {_MAX_MANIFEST_DEPTH})"
+        raise BundleError(_CORRUPT.format(why=why), file=file)
     try:
-        manifest = json.loads(archive.read(info).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         why = f"manifest.json is not valid JSON: {exc}"
-        raise BundleError(_CORRUPT.format(why=why), file=file) from exc
+        raise BundleError(_CORRUPT.format(why=why), file=file) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else manifest
         why = f"manifest format is {got!r}, expected {FORMAT!r}"
@@ -200,6 +310,28 @@ def _read_manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -
         why = "manifest.json " + "; ".join(problems)
         raise BundleError(_CORRUPT.format(why=why), file=file)
     return manifest
+
+
+def _nesting_depth(text: bytes) -> int:
+    """The deepest bracket nesting in JSON text (brackets inside strings are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def _manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
