@@ -167,39 +167,37 @@ def _field_dict(kids: Sequence[tuple[Key, SpecNode]]) -> dict[str, SpecNode]:
     return {str(k): v for k, v in kids}
 
 
+def _classed_row(kind: str, node_type: type) -> NodeType:
+    """Objects and namedtuples: a class path and named fields."""
+    return NodeType(
+        lambda n: kind,
+        lambda n: n.class_path,
+        lambda n: iter(n.fields.items()),
+        lambda n, kids: node_type(n.class_path, _field_dict(kids)),
+        branch=True,
+    )
+
+
+def _sequence_row(kind: str, node_type: type) -> NodeType:
+    """Lists and tuples: items by position."""
+    return NodeType(
+        lambda n: kind,
+        lambda n: _plural(len(n.items), "item"),
+        lambda n: enumerate(n.items),
+        lambda n, kids: node_type([v for _, v in kids]),
+        branch=True,
+    )
+
+
 NODE_TYPES: dict[type, NodeType] = {
     Value: _leaf_row(lambda n: "value", lambda n: json.dumps(n.value, ensure_ascii=False)),
     Leaf: _leaf_row(lambda n: n.kind, lambda n: n.text),
     Ref: _leaf_row(lambda n: "ref", lambda n: format_path(n.target) if n.target else ROOT_LABEL),
     Skipped: _leaf_row(lambda n: "skipped", lambda n: n.reason),
-    ObjectNode: NodeType(
-        lambda n: "object",
-        lambda n: n.class_path,
-        lambda n: iter(n.fields.items()),
-        lambda n, kids: ObjectNode(n.class_path, _field_dict(kids)),
-        branch=True,
-    ),
-    NamedTupleNode: NodeType(
-        lambda n: "namedtuple",
-        lambda n: n.class_path,
-        lambda n: iter(n.fields.items()),
-        lambda n, kids: NamedTupleNode(n.class_path, _field_dict(kids)),
-        branch=True,
-    ),
-    ListNode: NodeType(
-        lambda n: "list",
-        lambda n: _plural(len(n.items), "item"),
-        lambda n: enumerate(n.items),
-        lambda n, kids: ListNode([v for _, v in kids]),
-        branch=True,
-    ),
-    TupleNode: NodeType(
-        lambda n: "tuple",
-        lambda n: _plural(len(n.items), "item"),
-        lambda n: enumerate(n.items),
-        lambda n, kids: TupleNode([v for _, v in kids]),
-        branch=True,
-    ),
+    ObjectNode: _classed_row("object", ObjectNode),
+    NamedTupleNode: _classed_row("namedtuple", NamedTupleNode),
+    ListNode: _sequence_row("list", ListNode),
+    TupleNode: _sequence_row("tuple", TupleNode),
     DictNode: NodeType(
         lambda n: "dict",
         lambda n: _plural(len(n.items), "key"),

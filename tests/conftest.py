@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 
 # Must be set before TensorFlow is imported anywhere in this process:
 # tf.compat.v1.layers needs Keras 2 (the tf-keras package).
@@ -21,3 +24,36 @@ def graph():
     g = tf.Graph()
     with g.as_default():
         yield g
+
+
+def run_python(
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args`` in a fresh process; the one subprocess runner.
+
+    The child gets this process's environment with TensorFlow's C++ log level at
+    2, minus ``unset``, plus ``env``; its output is captured as text.
+    """
+    child_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for name in unset:
+        child_env.pop(name, None)
+    child_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(name="run_python")
+def run_python_fixture() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """:func:`run_python`, as a fixture."""
+    return run_python

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_python
 
 import nestgraph as ng
 from nestgraph.cli import terminal
@@ -51,10 +50,7 @@ def test_quiet_tensorflow_in_a_fresh_process() -> None:
         "    print(tf.compat.v1.Session().run(tf.constant(41) + 1))\n"
         "import sys; print('real error', file=sys.stderr)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != terminal.DEBUG_ENVIRONMENT}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
-    )
+    result = run_python("-c", script, unset=(terminal.DEBUG_ENVIRONMENT,), timeout=120)
     assert (result.returncode, result.stdout) == (0, "42\n")
     assert result.stderr == "real error\n"
 

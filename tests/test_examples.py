@@ -11,14 +11,13 @@ printed text. Add one ``test_example_<name>`` function per new example
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tensorflow as tf
+from conftest import run_python
 
 import nestgraph as ng
 
@@ -44,19 +43,13 @@ CHATTER = ("cuInit", "oneDNN", "absl::InitializeLog", "cuda drivers")
 
 
 def _spawn(args: list[str], **env_extra: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     # The scripts must set up TensorFlow themselves; don't lend them the test process's set-up.
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    env.pop("NESTGRAPH_DEBUG", None)
-    env.update(env_extra)
-    return subprocess.run(
-        [sys.executable, *args],
+    return run_python(
+        *args,
         cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+        env=env_extra,
+        unset=("TF_USE_LEGACY_KERAS", "NESTGRAPH_DEBUG"),
         timeout=TIMEOUT_S,
-        check=False,
     )
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -27,15 +26,7 @@ def test_readme_names_exactly_two_commands() -> None:
 def test_quickstart_runs_and_prints_the_documented_spec(tmp_path: Path) -> None:
     quickstart = _blocks("python")[0]
     documented_spec = _blocks("yaml")[0]
-    proc = subprocess.run(
-        [sys.executable, "-c", quickstart],
-        cwd=tmp_path,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_python("-c", quickstart, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == documented_spec.strip()
 
@@ -53,14 +44,6 @@ def test_leaf_handler_example_runs_and_prints_what_it_says(tmp_path: Path) -> No
     (example,) = [block for block in _blocks("python") if "ng.register_leaf(" in block]
     expected = re.search(r"print\(spec\.flatten\(\)\)  # (.*)", example)
     assert expected is not None
-    proc = subprocess.run(
-        [sys.executable, "-c", example],
-        cwd=tmp_path,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_python("-c", example, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == expected.group(1)

@@ -9,8 +9,6 @@ field, a layer object, and a session and a Saver kept on the model.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import warnings
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_python
 
 import nestgraph as ng
 from nestgraph.convertible import spec_for_save
@@ -236,17 +235,8 @@ def test_fresh_process_without_model_code_gets_the_same_outputs(tmp_path: Path) 
     )
     # Run from the temporary directory, so the test module (the model code) is not importable.
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=str(tmp_path),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    proc = run_python("-c", script, cwd=tmp_path, env={"PYTHONPATH": path})
     assert proc.returncode == 0, proc.stderr[-4000:]
     np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), expected)
 
