@@ -24,7 +24,7 @@ import textwrap
 from typing import Any
 
 import numpy as np
-from _common import Dense, synthetic_data, tf
+from _common import Dense, build_and_train, synthetic_data, tf
 
 import nestgraph as ng
 
@@ -105,15 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bundle = os.path.join(out, "model.ng")
 
     print("== 1. build and train a nested model")
-    graph = tf.Graph()
-    with graph.as_default():
-        tf1.set_random_seed(0)
-        model = Model()
-        session = tf1.Session(graph=graph)
-        session.run(tf1.global_variables_initializer())
-    x, y = synthetic_data(512, FEATURES, CLASSES, seed=0)
-    for _ in range(args.steps):
-        _, loss = session.run([model.train_op, model.loss], {model.x: x, model.y: y})
+    graph, model, session, loss = build_and_train(Model, args.steps, FEATURES, CLASSES, n=512)
     print(
         f"trained {args.steps} steps, loss {loss:.4f}, ops in graph: {len(graph.get_operations())}"
     )

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from _common import Dense, synthetic_data, tf
+from _common import Dense, build_and_train, synthetic_data, tf
 
 import nestgraph as ng
 
@@ -113,16 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     bundle = os.path.join(out, "model.ng")
 
     print("== 1. build the model from this file's classes and train it")
-    graph = tf.Graph()
-    with graph.as_default():
-        tf1.set_random_seed(0)
-        model = Model()
-        session = tf1.Session(graph=graph)
-        session.run(tf1.global_variables_initializer())
-    x_train, y_train = synthetic_data(256, FEATURES, CLASSES, seed=0)
-    loss = float("nan")
-    for _ in range(args.steps):
-        _, loss = session.run([model.train_op, model.loss], {model.x: x_train, model.y: y_train})
+    graph, model, session, loss = build_and_train(Model, args.steps, FEATURES, CLASSES)
     full_ops = len(graph.get_operations())
     print(f"   trained {args.steps} steps, loss {loss:.4f}; the graph has {full_ops} ops")
     spec = ng.to_graph(model)
