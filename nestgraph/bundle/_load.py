@@ -255,4 +255,14 @@ def _restore(
         raise error from None
     except (ValueError, tf.errors.OpError) as exc:
         message = getattr(exc, "message", None) or str(exc)
-        raise BundleError(f"cannot restore the checkpoint: {message}", file=file) from None
+        raise BundleError(f"cannot restore the checkpoint: {_gist(message)}", file=file) from None
+
+
+def _gist(message: str) -> str:
+    """The line of a TensorFlow error that says what went wrong, without its traceback."""
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip() and not line.lstrip().startswith("[[")
+    ]
+    return lines[-1] if lines else message

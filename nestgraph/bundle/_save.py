@@ -31,7 +31,7 @@ from nestgraph.binding import check, to_graph
 from nestgraph.bundle import _checkpoint, _metagraph, _runcheck
 from nestgraph.bundle._zipstream import pack_streamed
 from nestgraph.errors import BindingError, BundleError, SpecError
-from nestgraph.nodes import Binding
+from nestgraph.nodes import describe
 from nestgraph.spec import Spec
 
 try:  # Logged once per API, not per call; the caller asked for the TF1 behaviour.
@@ -53,6 +53,7 @@ tf1 = tf.compat.v1
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
 _SERVING_SIGNATURE = "serving_default"
+_BINDING_KINDS = frozenset({"variable", "op", "sparse"})
 
 
 # --------------------------------------------------------------------------- public API
@@ -335,13 +336,14 @@ def _signature_tensors(
                     path=reference,
                 ) from None
         else:
-            if not isinstance(node, Binding) or node.kind != "tensor":
-                what = f"a {node.kind} binding" if isinstance(node, Binding) else "not a binding"
+            kind, detail = describe(node)
+            if kind != "tensor":
+                what = f"a {kind} binding" if kind in _BINDING_KINDS else "not a binding"
                 raise BindingError(
                     f"signature {role} {key!r} must name a tensor binding; this is {what}",
                     path=reference,
                 )
-            name = node.name
+            name = detail
         try:
             tensors[key] = graph.get_tensor_by_name(name)
         except (KeyError, ValueError) as exc:
