@@ -265,10 +265,19 @@ def test_saver_is_added_once_per_graph_and_variable_set(
     _, loaded_session = load(tmp_path / "b.ng", allow=ALLOW)
     np.testing.assert_array_equal(_variable_values(loaded_session)["extra"], [1.0, 1.0])
 
-    # A loaded graph reuses the saver it came with.
-    loaded_count = len(loaded_session.graph.get_operations())
+    # A loaded graph never runs the saver it came with (its ops are the bundle's
+    # choice): its first save adds nestgraph's own saver, and later saves reuse it.
+    loaded_graph = loaded_session.graph
     dumps(None, loaded_session, spec=ng.to_graph(model))
-    assert len(loaded_session.graph.get_operations()) == loaded_count
+    loaded_count = len(loaded_graph.get_operations())
+    again = dumps(None, loaded_session, spec=ng.to_graph(model))
+    assert len(loaded_graph.get_operations()) == loaded_count
+    bundle_def, resaved_def = (
+        meta_graph_pb2.MetaGraphDef.FromString(dict(_members(data))["graph.pb"]).saver_def
+        for data in ((tmp_path / "b.ng").read_bytes(), again)
+    )
+    assert resaved_def.save_tensor_name != bundle_def.save_tensor_name
+    assert resaved_def.restore_op_name != bundle_def.restore_op_name
     loaded_session.close()
 
 

@@ -1,0 +1,268 @@
+"""Reading bundles: ``load`` and ``loads``.
+
+What a load reads and checks, in order:
+
+1. the manifest, the member list, ``graph.pb``, ``spec.yaml`` and the
+   checkpoint index, each against its size and SHA-256 in the manifest;
+   the data shards' sizes and storage (their bytes are not read here);
+2. the spec, and the graph, pruned to what ``subtree`` needs when given;
+3. :func:`prepare`, the hook for checks of the parsed bundle before import;
+4. the import (no ``Saver`` is made and the bundle's ``saver_def`` is never
+   used), then ``from_graph``, which checks every name and class;
+5. every variable's dtype and shape against the checkpoint index;
+6. the restore, with ops nestgraph builds, from a view of only the needed
+   tensors (``_view``): TensorFlow checks each tensor's CRC-32C as it reads it.
+
+``load(path, subtree="towers.7")`` imports only the ops and reads only the
+tensors that sub-network needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from nestgraph import _atomic
+from nestgraph.binding import from_graph
+from nestgraph.bundle import _checkpoint, _metagraph
+from nestgraph.bundle._save import import_graph
+from nestgraph.bundle._tensorbundle import CheckpointIndex
+from nestgraph.bundle._view import checkpoint_view
+from nestgraph.bundle._zipstream import BundleParts, unpack_parts
+from nestgraph.errors import BundleError
+from nestgraph.spec import Spec
+
+__all__ = ["load", "loads", "prepare"]
+
+tf1 = tf.compat.v1
+
+PathOrFile = str | os.PathLike[str] | IO[bytes]
+
+_BYTES_SOURCE = "<bytes>"
+
+
+def load(
+    path: PathOrFile,
+    subtree: str | None = None,
+    allow: str | Iterable[str] | None = None,
+    generic: bool = False,
+    config: Any = None,
+) -> tuple[Any, Any]:
+    """Read a bundle into a new graph and session; return ``(model, session)``.
+
+    Args:
+      path: the bundle (a local path, a ``scheme://`` path or a binary file object).
+      subtree: dotted path of a sub-network (``"towers.7"``): only the ops and
+        variables it needs are imported and restored, and only it is returned.
+      allow, generic: the class-path policy, as for ``ng.from_graph``.
+      config: the ``ConfigProto`` for the new session; by default soft placement
+        is allowed, so a graph saved with devices this machine lacks still loads.
+
+    The graph is ``session.graph`` (it is not made the default graph). Train ops,
+    optimizer slots and the global step come back with a full load, so training
+    continues where it stopped.
+
+    Raises:
+      BundleError: the bundle is missing, truncated, corrupt or of a newer
+        version; its checkpoint disagrees with its graph; or restoring it would
+        run an op nestgraph did not build.
+      BindingError, ClassNotAllowedError, SpecError: as ``ng.from_graph``.
+      Nothing is left half-built: on any error no session stays open.
+    """
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        raise TypeError("load takes a path or a binary file; pass bytes to loads")
+    with _opened(path) as (file, stream, local_path):
+        parts = unpack_parts(stream, file)
+        return _open(parts, file, stream, local_path, subtree, allow, generic, config)
+
+
+def loads(
+    data: bytes,
+    subtree: str | None = None,
+    allow: str | Iterable[str] | None = None,
+    generic: bool = False,
+    config: Any = None,
+) -> tuple[Any, Any]:
+    """``load`` from the bytes ``dumps`` returned; nothing touches the local disk."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"loads takes bytes, not {type(data).__name__}")
+    stream = io.BytesIO(data)
+    parts = unpack_parts(stream, _BYTES_SOURCE)
+    return _open(parts, _BYTES_SOURCE, stream, None, subtree, allow, generic, config)
+
+
+def prepare(meta_graph: Any, spec: Spec, subtree: str | None, file: str) -> None:
+    """The hook for checks of a parsed bundle, run before anything is imported.
+
+    ``meta_graph`` is the ``MetaGraphDef`` about to be imported (already pruned
+    to ``subtree`` when one is given), ``spec`` the whole spec. Raise
+    ``BundleError`` (naming ``file``) to refuse the load.
+    """
+
+
+@contextlib.contextmanager
+def _opened(path: PathOrFile) -> Iterator[tuple[str, IO[bytes], str | None]]:
+    """``(name for messages, seekable binary stream, local path or None)``."""
+    if not isinstance(path, (str, os.PathLike)):
+        yield str(getattr(path, "name", "<stream>")), path, None
+        return
+    file = os.fspath(path)
+    if _atomic.is_remote(file):
+        try:
+            with tf.io.gfile.GFile(file, "rb") as f:
+                data = f.read()
+        except tf.errors.NotFoundError:
+            raise BundleError("no such bundle", file=file) from None
+        except tf.errors.OpError as exc:
+            raise BundleError(f"cannot read: {exc.message}", file=file) from None
+        yield file, io.BytesIO(data), None
+        return
+    try:
+        stream = open(file, "rb")  # noqa: SIM115 - closed below, after the load
+    except FileNotFoundError:
+        raise BundleError("no such bundle", file=file) from None
+    except IsADirectoryError:
+        raise BundleError("is a directory, not a bundle file", file=file) from None
+    except OSError as exc:
+        raise BundleError(f"cannot read: {exc.strerror or exc}", file=file) from None
+    with stream:
+        yield file, stream, file
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a graph is parsed and imported.
+
+    Parsing and importing make hundreds of thousands of short-lived protobuf
+    and ``tf.Operation`` objects; in a process holding TensorFlow's heap the
+    collections they trigger cost more than a sub-network load itself. They
+    form no cycles that need collecting before the load returns.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse(parts: BundleParts, file: str) -> tuple[Spec, Any]:
+    spec = Spec.from_yaml(parts.contents.spec, source=f"{file}:spec.yaml")
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta_graph.ParseFromString(parts.contents.graph)
+    except DecodeError as exc:
+        raise BundleError(f"graph.pb is not a MetaGraphDef: {exc}", file=file) from None
+    return spec, meta_graph
+
+
+def _open(
+    parts: BundleParts,
+    file: str,
+    stream: IO[bytes],
+    local_path: str | None,
+    subtree: str | None,
+    allow: str | Iterable[str] | None,
+    generic: bool,
+    config: Any,
+) -> tuple[Any, Any]:
+    with _gc_paused():
+        spec, meta_graph = _parse(parts, file)
+        if subtree is not None:
+            seeds = [binding.name for binding in spec.subtree(subtree).bindings()]
+            meta_graph = _metagraph.prune_meta_graph(meta_graph, seeds)
+        prepare(meta_graph, spec, subtree, file)
+        # The saver_def names ops the bundle chose; nestgraph restores with its own.
+        meta_graph.ClearField("saver_def")
+        graph = tf.Graph()
+        _checkpoint.mark_loaded(graph)
+        try:
+            with graph.as_default():
+                import_graph(meta_graph)
+        except (ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
+            raise BundleError(f"cannot import graph.pb: {exc}", file=file) from None
+        del meta_graph
+        # Validate every name and class before any work that a failure would waste.
+        model = from_graph(spec, graph, subtree=subtree, allow=allow, generic=generic)
+        session = tf1.Session(graph=graph, config=config or _default_config())
+        try:
+            _restore(session, spec, parts, file, stream, local_path)
+        except BaseException:
+            session.close()
+            raise
+    return model, session
+
+
+def _default_config() -> Any:
+    return tf1.ConfigProto(allow_soft_placement=True)
+
+
+def _variable_paths(spec: Spec) -> dict[str, str]:
+    """``{variable op name: dotted path}`` for messages about variables."""
+    return {
+        _metagraph.node_name(record.name): record.path
+        for record in spec.bindings()
+        if record.kind == "variable"
+    }
+
+
+def _restore(
+    session: Any,
+    spec: Spec,
+    parts: BundleParts,
+    file: str,
+    stream: IO[bytes],
+    local_path: str | None,
+) -> None:
+    graph = session.graph
+    variables = graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+    local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
+    paths = _variable_paths(spec) if variables or local_variables else {}
+    prefix = parts.contents.checkpoint_prefix
+    try:
+        if prefix is None or parts.index is None:
+            if variables:
+                names = ", ".join(v.op.name for v in variables[:5])
+                raise BundleError(f"the graph has variables ({names}) but no checkpoint")
+        elif variables:
+            index = CheckpointIndex(parts.index, f"checkpoint/{prefix}.index")
+            entries = index.entries(_checkpoint.checkpoint_keys(variables))
+            # Checked first: TensorFlow's own message for a mismatch is a page long.
+            _checkpoint.check_against_index(variables, entries, paths)
+            with checkpoint_view(
+                index,
+                entries,
+                prefix,
+                parts.shards,
+                bundle_path=local_path,
+                source=None if local_path else stream,
+            ) as view:
+                _checkpoint.restore(session, variables, view)
+        if local_variables:
+            _checkpoint.initialize_local(session, local_variables, paths)
+    except BundleError as exc:
+        error = BundleError(exc.message, file=file)
+        error.path = exc.path
+        raise error from None
+    except (ValueError, tf.errors.OpError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        raise BundleError(f"cannot restore the checkpoint: {_gist(message)}", file=file) from None
+
+
+def _gist(message: str) -> str:
+    """The line of a TensorFlow error that says what went wrong, without its traceback."""
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip() and not line.lstrip().startswith("[[")
+    ]
+    return lines[-1] if lines else message
