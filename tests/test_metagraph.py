@@ -301,3 +301,25 @@ def test_one_tower_of_the_benchmark_model_is_a_small_fraction(graph: tf.Graph) -
     assert len(_variable_names(pruned, "variables")) == 4
     assert "train_op" not in pruned.collection_def
     assert "global_step" not in pruned.collection_def
+
+
+def test_partitioned_variable_seed_keeps_all_its_parts(graph: tf.Graph) -> None:
+    ids = tf1.placeholder(tf.int32, [None], name="ids")
+    emb = tf1.get_variable(
+        "emb", [7, 3], partitioner=tf1.fixed_size_partitioner(3), use_resource=False
+    )
+    tf1.get_variable("other", [7, 3], partitioner=tf1.fixed_size_partitioner(2))
+    tf.nn.embedding_lookup(emb, ids, name="lookup")
+    meta_graph = _export(graph)
+    assert "emb" not in _names(meta_graph)  # the seed is no node: only its parts are
+
+    pruned = prune_meta_graph(meta_graph, ["emb"])
+
+    parts = [v.name for v in emb]
+    assert sorted(_variable_names(pruned, "variables")) == sorted(parts)
+    assert not any(name.startswith("other") for name in _names(pruned))
+    imported = _import(pruned)
+    with imported.as_default():
+        rebuilt = tf1.global_variables()
+    assert sorted(v.name for v in rebuilt) == sorted(parts)
+    assert {v._save_slice_info.full_name for v in rebuilt} == {"emb"}

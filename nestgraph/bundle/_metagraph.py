@@ -12,6 +12,10 @@ what survives:
 - all of a ``tf.cond`` / ``tf.while_loop`` context as soon as one of its ops is
   kept, because the context object is rebuilt from its full list of values.
 
+A seed that is no node but the ``full_name`` of a partitioned variable (a
+``partitioned emb`` binding; the nodes are ``emb/part_0`` ...) stands for all
+of its parts, found by their ``VariableDef``'s ``save_slice_info_def``.
+
 Collections keep only the entries whose nodes all survive; the ``saver_def``
 and the ``savers`` collection are dropped (the save ops are not kept).
 """
@@ -112,6 +116,8 @@ class _CollectionIndex:
         # node -> indices into self.contexts of the control-flow contexts it belongs to
         self.context_of: dict[str, list[int]] = {}
         self.contexts: list[list[str]] = []
+        # partitioned variable full name -> its parts' variable ops
+        self.partition_parts: dict[str, list[str]] = {}
         for key, collection in meta_graph.collection_def.items():
             if collection.WhichOneof("kind") != "bytes_list" or key in _DROPPED_COLLECTIONS:
                 continue
@@ -131,7 +137,19 @@ class _CollectionIndex:
                 variable_name = getattr(proto, "variable_name", None)
                 if isinstance(variable_name, str) and variable_name:
                     self.variable_extras.setdefault(node_name(variable_name), []).extend(refs)
+                    full_name = _partition_of(proto)
+                    if full_name:
+                        parts = self.partition_parts.setdefault(full_name, [])
+                        parts.append(node_name(variable_name))
             self.entry_refs[key] = refs_per_entry
+
+
+def _partition_of(proto: Message) -> str:
+    """The full name of the partitioned variable a ``VariableDef`` is a part of, or ''."""
+    fields = proto.DESCRIPTOR.fields_by_name
+    if "save_slice_info_def" not in fields or not proto.HasField("save_slice_info_def"):
+        return ""
+    return str(proto.save_slice_info_def.full_name)
 
 
 def _closure(nodes: dict[str, Any], seeds: Iterable[str], index: _CollectionIndex) -> set[str]:
@@ -142,7 +160,10 @@ def _closure(nodes: dict[str, Any], seeds: Iterable[str], index: _CollectionInde
     stack = [node_name(seed) for seed in seeds]
     while stack:
         name = stack.pop()
-        if name in kept or name not in nodes:
+        if name in kept:
+            continue
+        if name not in nodes:
+            stack.extend(index.partition_parts.get(name, ()))
             continue
         kept.add(name)
         node = nodes[name]
