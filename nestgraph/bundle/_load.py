@@ -178,10 +178,12 @@ def _open(
     with _gc_paused():
         spec, meta_graph = _parse(parts, file)
         if subtree is not None:
-            seeds = [binding.name for binding in spec.subtree(subtree).bindings()]
-            meta_graph = _metagraph.prune_meta_graph(meta_graph, seeds)
+            records = list(spec.subtree(subtree).bindings())
+            meta_graph = _metagraph.prune_meta_graph(meta_graph, [r.name for r in records])
+            paths = _variable_paths(records, subtree)
+        else:
+            paths = _variable_paths(spec.bindings(), None)
         prepare(meta_graph, spec, subtree, file)
-        paths = _variable_paths(spec)
         # The saver_def names ops the bundle chose; nestgraph restores with its own.
         meta_graph.ClearField("saver_def")
         try:
@@ -267,13 +269,19 @@ def _default_config() -> Any:
     return tf1.ConfigProto(allow_soft_placement=True)
 
 
-def _variable_paths(spec: Spec) -> dict[str, str]:
-    """``{variable op name: dotted path}`` for messages about variables."""
-    return {
-        _metagraph.node_name(record.name): record.path
-        for record in spec.bindings()
-        if record.kind == "variable"
-    }
+def _variable_paths(records: Iterable[Any], subtree: str | None) -> dict[str, str]:
+    """``{variable op name: dotted path}`` for messages about variables.
+
+    ``records`` are a spec's ``bindings()``; those of a subtree get its path in front.
+    """
+    paths = {}
+    for record in records:
+        if record.kind == "variable":
+            path = record.path
+            if subtree is not None:
+                path = f"{subtree}.{path}" if path else subtree
+            paths[_metagraph.node_name(record.name)] = path
+    return paths
 
 
 def _gist(message: str) -> str:
