@@ -759,6 +759,12 @@ BAD_BUNDLES: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("empty", lambda d: b"", r"not a nestgraph bundle"),
     ("bit-flip", _flip_a_byte_of("graph.pb"), r"corrupt bundle: member graph\.pb is damaged"),
     (
+        # Weights are not hashed on load: TensorFlow checks each tensor's CRC-32C as it reads it.
+        "weights-flip",
+        _flip_a_byte_of("checkpoint/model.data-00000-of-00001"),
+        r"cannot restore the checkpoint: .*Checksum does not match",
+    ),
+    (
         "checksum",
         _edit_members(_same_size_spec),
         r"corrupt bundle: checksum mismatch for member spec\.yaml",
@@ -832,7 +838,12 @@ def test_a_failed_restore_leaves_no_open_session(
         ng.BundleError, match=r"<bytes>: variable\(s\) not in the bundle's checkpoint: tower_2/"
     ):
         loads(_zip(_resealed(members)), allow=ALLOW)
+    assert opened == []  # checked against the index before any session exists
 
+    # Weights damaged inside the data shard are found while restoring, in a session.
+    damaged = _flip_a_byte_of("checkpoint/model.data-00000-of-00001")(bundle_bytes)
+    with pytest.raises(ng.BundleError, match=r"<bytes>: cannot restore the checkpoint: .*Checksum"):
+        loads(damaged, allow=ALLOW)
     assert len(opened) == 1
     with pytest.raises(RuntimeError, match="closed Session"):
         opened[0].run(opened[0].graph.get_operations()[0])

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from tensorflow.core.protobuf import meta_graph_pb2, tensor_bundle_pb2
 
 import nestgraph as ng
-from nestgraph.bundle import _checkpoint, _tensorbundle, _zipstream, dumps, load, loads, save
+from nestgraph.bundle import _restore, _tensorbundle, _zipstream, dumps, load, loads, save
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -186,7 +186,7 @@ def test_every_run_of_a_load_has_a_timeout(bundle: bytes, monkeypatch: pytest.Mo
     monkeypatch.setattr(tf1.Session, "run", recording_run)
     _, session = loads(bundle, allow=ALLOW)
     monkeypatch.undo()
-    assert timeouts == [_checkpoint.OPERATION_TIMEOUT_MS]
+    assert timeouts == [_restore.OPERATION_TIMEOUT_MS]
     session.close()
 
 

@@ -32,7 +32,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
 from nestgraph.binding import from_graph
-from nestgraph.bundle import _checkpoint, _metagraph
+from nestgraph.bundle import _checkpoint, _metagraph, _restore
 from nestgraph.bundle._save import import_graph
 from nestgraph.bundle._tensorbundle import CheckpointIndex
 from nestgraph.bundle._view import checkpoint_view
@@ -178,11 +178,22 @@ def _open(
     with _gc_paused():
         spec, meta_graph = _parse(parts, file)
         if subtree is not None:
-            seeds = [binding.name for binding in spec.subtree(subtree).bindings()]
-            meta_graph = _metagraph.prune_meta_graph(meta_graph, seeds)
+            records = list(spec.subtree(subtree).bindings())
+            meta_graph = _metagraph.prune_meta_graph(meta_graph, [r.name for r in records])
+            paths = _variable_paths(records, subtree)
+        else:
+            paths = _variable_paths(spec.bindings(), None)
         prepare(meta_graph, spec, subtree, file)
         # The saver_def names ops the bundle chose; nestgraph restores with its own.
         meta_graph.ClearField("saver_def")
+        try:
+            variables = _restore.plan(meta_graph)
+            index, entries = _checked_index(parts, variables, paths)
+            ops = _restore.add_restore_ops(meta_graph, variables) if variables else None
+            if ops is not None:
+                _restore.check_closure(meta_graph, ops)
+        except BundleError as exc:
+            raise _in_file(exc, file) from None
         graph = tf.Graph()
         _checkpoint.mark_loaded(graph)
         try:
@@ -195,67 +206,82 @@ def _open(
         model = from_graph(spec, graph, subtree=subtree, allow=allow, generic=generic)
         session = tf1.Session(graph=graph, config=config or _default_config())
         try:
-            _restore(session, spec, parts, file, stream, local_path)
+            if ops is not None and index is not None and parts.contents.checkpoint_prefix:
+                view = checkpoint_view(
+                    index,
+                    entries,
+                    parts.contents.checkpoint_prefix,
+                    parts.shards,
+                    bundle_path=local_path,
+                    source=None if local_path else stream,
+                )
+                with _restore_errors(file), view as prefix:
+                    _restore.run(
+                        session,
+                        graph.get_operation_by_name(ops.restore_op),
+                        {ops.filename_tensor: prefix},
+                    )
+            local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
+            if local_variables:
+                with _restore_errors(file):
+                    _restore.initialize_local(session, local_variables, paths)
         except BaseException:
             session.close()
             raise
     return model, session
 
 
+def _in_file(exc: BundleError, file: str) -> BundleError:
+    error = BundleError(exc.message, file=file)
+    error.path = exc.path
+    return error
+
+
+def _checked_index(
+    parts: BundleParts, variables: list[_restore.Variable], paths: dict[str, str]
+) -> tuple[CheckpointIndex | None, dict[str, Any]]:
+    """The checkpoint index and the entries of ``variables``, checked against them."""
+    prefix = parts.contents.checkpoint_prefix
+    if not variables:
+        return None, {}
+    if prefix is None or parts.index is None:
+        names = ", ".join(v.op_name for v in variables[:5])
+        raise BundleError(f"the graph has variables ({names}) but no checkpoint")
+    index = CheckpointIndex(parts.index, f"checkpoint/{prefix}.index")
+    entries = index.entries(_restore.keys(variables))
+    # Checked first: TensorFlow's own message for a mismatch is a page long.
+    _restore.check_against_index(variables, entries, paths)
+    return index, entries
+
+
+@contextlib.contextmanager
+def _restore_errors(file: str) -> Iterator[None]:
+    try:
+        yield
+    except BundleError as exc:
+        raise _in_file(exc, file) from None
+    except (ValueError, tf.errors.OpError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        raise BundleError(f"cannot restore the checkpoint: {_gist(message)}", file=file) from None
+
+
 def _default_config() -> Any:
     return tf1.ConfigProto(allow_soft_placement=True)
 
 
-def _variable_paths(spec: Spec) -> dict[str, str]:
-    """``{variable op name: dotted path}`` for messages about variables."""
-    return {
-        _metagraph.node_name(record.name): record.path
-        for record in spec.bindings()
-        if record.kind == "variable"
-    }
+def _variable_paths(records: Iterable[Any], subtree: str | None) -> dict[str, str]:
+    """``{variable op name: dotted path}`` for messages about variables.
 
-
-def _restore(
-    session: Any,
-    spec: Spec,
-    parts: BundleParts,
-    file: str,
-    stream: IO[bytes],
-    local_path: str | None,
-) -> None:
-    graph = session.graph
-    variables = graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
-    local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
-    paths = _variable_paths(spec) if variables or local_variables else {}
-    prefix = parts.contents.checkpoint_prefix
-    try:
-        if prefix is None or parts.index is None:
-            if variables:
-                names = ", ".join(v.op.name for v in variables[:5])
-                raise BundleError(f"the graph has variables ({names}) but no checkpoint")
-        elif variables:
-            index = CheckpointIndex(parts.index, f"checkpoint/{prefix}.index")
-            entries = index.entries(_checkpoint.checkpoint_keys(variables))
-            # Checked first: TensorFlow's own message for a mismatch is a page long.
-            _checkpoint.check_against_index(variables, entries, paths)
-            with checkpoint_view(
-                index,
-                entries,
-                prefix,
-                parts.shards,
-                bundle_path=local_path,
-                source=None if local_path else stream,
-            ) as view:
-                _checkpoint.restore(session, variables, view)
-        if local_variables:
-            _checkpoint.initialize_local(session, local_variables, paths)
-    except BundleError as exc:
-        error = BundleError(exc.message, file=file)
-        error.path = exc.path
-        raise error from None
-    except (ValueError, tf.errors.OpError) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        raise BundleError(f"cannot restore the checkpoint: {_gist(message)}", file=file) from None
+    ``records`` are a spec's ``bindings()``; those of a subtree get its path in front.
+    """
+    paths = {}
+    for record in records:
+        if record.kind == "variable":
+            path = record.path
+            if subtree is not None:
+                path = f"{subtree}.{path}" if path else subtree
+            paths[_metagraph.node_name(record.name)] = path
+    return paths
 
 
 def _gist(message: str) -> str:

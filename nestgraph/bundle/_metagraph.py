@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from google.protobuf.message import Message
+from tensorflow.core.framework import variable_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 try:  # Private, but present in every TensorFlow since 1.0.
@@ -105,6 +106,28 @@ def node_refs(message: Message, nodes: Any) -> list[str]:
     return refs
 
 
+def _variable_def_refs(proto: Any, nodes: Any) -> list[str]:
+    """:func:`node_refs` of a ``VariableDef``, from its known string fields.
+
+    Variables are most of a model's collection entries; reading their four
+    names directly is several times faster than the generic walk.
+    """
+    texts = [
+        proto.variable_name,
+        proto.initializer_name,
+        proto.snapshot_name,
+        proto.initial_value_name,
+    ]
+    if proto.HasField("save_slice_info_def"):
+        texts.append(proto.save_slice_info_def.full_name)
+    refs = []
+    for text in texts:
+        name = node_name(text)
+        if text and name in nodes:
+            refs.append(name)
+    return refs
+
+
 class _CollectionIndex:
     """The node references of every proto-typed collection entry, parsed once."""
 
@@ -125,10 +148,11 @@ class _CollectionIndex:
             if proto_type is None:
                 continue
             refs_per_entry = []
+            find_refs = _variable_def_refs if proto_type is variable_pb2.VariableDef else node_refs
             for raw in collection.bytes_list.value:
                 proto = proto_type()
                 proto.ParseFromString(raw)
-                refs = node_refs(proto, nodes)
+                refs = find_refs(proto, nodes)
                 refs_per_entry.append(refs)
                 if key in _CONTEXT_COLLECTIONS:
                     for ref in refs:
