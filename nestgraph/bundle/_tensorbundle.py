@@ -285,7 +285,7 @@ class CheckpointIndex:
             raise self._error(str(exc)) from None
         except Exception as exc:  # a DecodeError from a malformed entry
             raise self._error(f"an entry is not a BundleEntryProto ({exc})") from None
-        return {key.decode("utf-8", "replace"): entry for key, entry in parsed.items()}
+        return {key.decode("utf-8", "surrogateescape"): entry for key, entry in parsed.items()}
 
     def view(self, entries: Mapping[str, Any], place: Placer) -> bytes:
         """A one-shard index of ``entries``, each moved to where ``place`` put its bytes.
@@ -298,11 +298,16 @@ class CheckpointIndex:
         header.CopyFrom(self.header)
         header.num_shards = 1
         moved = []
-        for key in sorted(entries, key=lambda k: k.encode("utf-8")):
+        for key in sorted(entries, key=lambda k: k.encode("utf-8", "surrogateescape")):
             entry = tensor_bundle_pb2.BundleEntryProto()
             entry.CopyFrom(entries[key])
             if not entry.slices:
                 entry.offset = place(key, entries[key])
             entry.shard_id = 0
-            moved.append((key.encode("utf-8"), entry.SerializeToString(deterministic=True)))
+            moved.append(
+                (
+                    key.encode("utf-8", "surrogateescape"),
+                    entry.SerializeToString(deterministic=True),
+                )
+            )
         return write_table([(HEADER_KEY, header.SerializeToString(deterministic=True)), *moved])
