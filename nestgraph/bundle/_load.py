@@ -20,10 +20,11 @@ tensors that sub-network needs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import tensorflow as tf
@@ -32,7 +33,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
 from nestgraph.binding import from_graph
-from nestgraph.bundle import _checkpoint, _metagraph, _restore
+from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _restore
 from nestgraph.bundle._save import import_graph
 from nestgraph.bundle._tensorbundle import CheckpointIndex
 from nestgraph.bundle._view import checkpoint_view
@@ -55,6 +56,10 @@ def load(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    *,
+    clear_devices: bool = False,
+    device_fn: str | Callable[[Any], Any] | None = None,
+    target: str = "",
 ) -> tuple[Any, Any]:
     """Read a bundle into a new graph and session; return ``(model, session)``.
 
@@ -64,7 +69,13 @@ def load(
         variables it needs are imported and restored, and only it is returned.
       allow, generic: the class-path policy, as for ``ng.from_graph``.
       config: the ``ConfigProto`` for the new session; by default soft placement
-        is allowed, so a graph saved with devices this machine lacks still loads.
+        is allowed, so a graph saved with GPUs still loads on a CPU. Its
+        ``operation_timeout_in_ms`` bounds the wait for a ``target``.
+      clear_devices: drop the saved placements (load a cluster's bundle on one machine).
+      device_fn: a device string or a device function (``replica_device_setter``)
+        that places the imported graph; the saved placements are dropped first.
+      target: the session target of the returned session (``server.target``,
+        ``"grpc://host:port"``); the default is an in-process session.
 
     The graph is ``session.graph`` (it is not made the default graph). Train ops,
     optimizer slots and the global step come back with a full load, so training
@@ -73,15 +84,19 @@ def load(
     Raises:
       BundleError: the bundle is missing, truncated, corrupt or of a newer
         version; its checkpoint disagrees with its graph; or restoring it would
-        run an op nestgraph did not build.
+        run an op nestgraph did not build; the saved placements cannot be
+        satisfied by the session (the message says to pass ``clear_devices=True``
+        or a ``device_fn``); the target does not answer within the timeout.
+      TypeError: ``device_fn`` is neither a string nor a callable.
       BindingError, ClassNotAllowedError, SpecError: as ``ng.from_graph``.
       Nothing is left half-built: on any error no session stays open.
     """
     if isinstance(path, (bytes, bytearray, memoryview)):
         raise TypeError("load takes a path or a binary file; pass bytes to loads")
+    placement = _Placement.checked(clear_devices, device_fn, target)
     with _opened(path) as (file, stream, local_path):
         parts = unpack_parts(stream, file)
-        return _open(parts, file, stream, local_path, subtree, allow, generic, config)
+        return _open(parts, file, stream, local_path, subtree, allow, generic, config, placement)
 
 
 def loads(
@@ -90,13 +105,32 @@ def loads(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    *,
+    clear_devices: bool = False,
+    device_fn: str | Callable[[Any], Any] | None = None,
+    target: str = "",
 ) -> tuple[Any, Any]:
     """``load`` from the bytes ``dumps`` returned; nothing touches the local disk."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads takes bytes, not {type(data).__name__}")
+    placement = _Placement.checked(clear_devices, device_fn, target)
     stream = io.BytesIO(data)
     parts = unpack_parts(stream, _BYTES_SOURCE)
-    return _open(parts, _BYTES_SOURCE, stream, None, subtree, allow, generic, config)
+    return _open(parts, _BYTES_SOURCE, stream, None, subtree, allow, generic, config, placement)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+    """Where the loaded graph runs (see ``_devices``)."""
+
+    clear_devices: bool = False
+    device_fn: str | Callable[[Any], Any] | None = None
+    target: str = ""
+
+    @classmethod
+    def checked(cls, clear_devices: bool, device_fn: Any, target: str) -> _Placement:
+        _devices.check_device_fn(device_fn)
+        return cls(bool(clear_devices), device_fn, target or "")
 
 
 def prepare(meta_graph: Any, spec: Spec, subtree: str | None, file: str) -> None:
@@ -174,6 +208,7 @@ def _open(
     allow: str | Iterable[str] | None,
     generic: bool,
     config: Any,
+    placement: _Placement,
 ) -> tuple[Any, Any]:
     with _gc_paused():
         spec, meta_graph = _parse(parts, file)
@@ -186,6 +221,8 @@ def _open(
         prepare(meta_graph, spec, subtree, file)
         # The saver_def names ops the bundle chose; nestgraph restores with its own.
         meta_graph.ClearField("saver_def")
+        if placement.clear_devices or placement.device_fn is not None:
+            _devices.clear(meta_graph)
         try:
             variables = _restore.plan(meta_graph)
             index, entries = _checked_index(parts, variables, paths)
@@ -197,14 +234,17 @@ def _open(
         graph = tf.Graph()
         _checkpoint.mark_loaded(graph)
         try:
-            with graph.as_default():
+            with graph.as_default(), _devices.placing(graph, placement.device_fn):
                 import_graph(meta_graph)
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
             raise BundleError(f"cannot import graph.pb: {exc}", file=file) from None
         del meta_graph
         # Validate every name and class before any work that a failure would waste.
         model = from_graph(spec, graph, subtree=subtree, allow=allow, generic=generic)
-        session = tf1.Session(graph=graph, config=config or _default_config())
+        config = config or _default_config()
+        devices = _devices.session_devices(placement.target, config, file)
+        _devices.check_placements(graph, devices, config, file)
+        session = tf1.Session(placement.target, graph=graph, config=config)
         try:
             if ops is not None and index is not None and parts.contents.checkpoint_prefix:
                 view = checkpoint_view(
@@ -216,10 +256,11 @@ def _open(
                     source=None if local_path else stream,
                 )
                 with _restore_errors(file), view as prefix:
-                    _restore.run(
+                    _remote.run_restore(
                         session,
                         graph.get_operation_by_name(ops.restore_op),
-                        {ops.filename_tensor: prefix},
+                        graph.get_tensor_by_name(ops.filename_tensor),
+                        prefix,
                     )
             local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
             if local_variables:

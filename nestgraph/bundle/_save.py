@@ -28,7 +28,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
 from nestgraph.binding import check
-from nestgraph.bundle import _checkpoint, _metagraph, _runcheck
+from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
 from nestgraph.bundle._zipstream import pack_streamed
 from nestgraph.convertible import to_graph
 from nestgraph.errors import BindingError, BundleError, SpecError
@@ -214,6 +214,9 @@ def _checkpoint_files(
     if saver is None:
         yield {}
         return
+    if _remote.needs_client(session, session.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
+        # The saver's own ops would write on the ps tasks, out of the client's reach.
+        saver = _remote.ClientSaver(session.graph)
     with _checkpoint.saved_files(session, saver, beside) as files:
         yield files
 
@@ -270,6 +273,9 @@ def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
         full = tf1.train.export_meta_graph(graph=graph, clear_devices=False)
     seeds = [binding.name for binding in spec.bindings()]
     pruned = _metagraph.prune_meta_graph(full, seeds)
+    if _remote.needs_client(session, graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
+        # The copy below runs in a local session; a cluster's placements cannot hold there.
+        _devices.clear(pruned)
     part = tf.Graph()
     with part.as_default():
         import_graph(pruned)

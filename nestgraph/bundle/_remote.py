@@ -1,0 +1,188 @@
+"""Checkpoints of a session on a cluster, written and read on the client's side.
+
+On a cluster a ``Saver``'s save ops run on the tasks holding the variables
+(the parameter servers) and write into *their* file systems: with the ps tasks
+in other processes, a ``ram://`` or staging directory of the client gets
+nothing, and the bundle would hold no weights. Restore ops placed on a remote
+task likewise read files only that task's process can see.
+
+So for a cluster session the values travel through the session instead: a save
+fetches every variable (an existing snapshot, no op is added) and writes the
+checkpoint with a ``SaveV2`` in a small graph of the client's own; a restore
+runs a copy of the load's ``RestoreV2`` in such a graph and feeds its outputs
+to the load's assigns in the cluster graph (a fed ``RestoreV2`` does not run).
+Partitioned variables are written as TensorFlow's ``Saver`` writes them, as
+slices of one full-shape key, so they restore into any number of partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from nestgraph.bundle import _checkpoint, _restore, _runcheck
+from nestgraph.errors import BundleError
+
+__all__ = ["ClientSaver", "needs_client", "run_restore", "write_checkpoint"]
+
+tf1 = tf.compat.v1
+
+try:  # How a default Saver names each variable (one key per partitioned variable).
+    from tensorflow.python.training.saving.saveable_object_util import (
+        op_list_to_dict as _op_list_to_dict,
+    )
+except ImportError:  # pragma: no cover - fallback for a future TensorFlow
+    _op_list_to_dict = None
+
+
+def _on_cluster(device: str) -> bool:
+    job = tf.DeviceSpec.from_string(device or "").job
+    return job is not None and job != "localhost"
+
+
+def needs_client(session: Any, variables: Sequence[Any]) -> bool:
+    """Whether checkpoints of ``session`` must be written and read on the client's side.
+
+    True for a session on a cluster target, and for variables placed on a
+    cluster job whatever the session (a wrapped or monitored session hides its
+    target, but not its graph).
+    """
+    if getattr(session, "sess_str", ""):
+        return True
+    return any(_on_cluster(v.device) for v in variables)
+
+
+def _keyed(variables: Sequence[Any]) -> list[tuple[str, str, Any]]:
+    """``(checkpoint key, slice spec, variable)`` for each variable, as the Saver names them."""
+    named: dict[str, Any] = {}
+    if _op_list_to_dict is not None:
+        named = _op_list_to_dict(list(variables))
+    else:  # pragma: no cover
+        for variable in variables:
+            info = getattr(variable, "_save_slice_info", None)
+            if info is None:
+                named[variable.op.name] = variable
+            else:
+                named.setdefault(info.full_name, []).append(variable)
+    keyed = []
+    for key, value in named.items():
+        for part in value if isinstance(value, list) else [value]:
+            info = getattr(part, "_save_slice_info", None)
+            keyed.append((key, info.spec if info is not None else "", part))
+    return keyed
+
+
+def _run_timeout(session: Any, fetches: Any, feed_dict: Any = None) -> Any:
+    options = tf1.RunOptions(timeout_in_ms=_restore.OPERATION_TIMEOUT_MS)
+    return session.run(fetches, feed_dict=feed_dict, options=options)
+
+
+def _gist(exc: Exception) -> str:
+    """The line of a TensorFlow error that says what went wrong (its last, bar node lists)."""
+    message = getattr(exc, "message", None) or str(exc)
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip() and not line.lstrip().startswith("[[")
+    ]
+    return lines[-1] if lines else message
+
+
+class ClientSaver:
+    """Duck-typed like ``Saver.save``: fetch the values, write the checkpoint here.
+
+    Covers what a default Saver covers (the global variables); a graph with
+    other saveable objects (``SAVEABLE_OBJECTS``, e.g. lookup tables) is refused.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        if graph.get_collection(tf1.GraphKeys.SAVEABLE_OBJECTS):
+            raise BundleError(
+                "saving from a cluster session writes the checkpoint on the client, which "
+                "supports variables only; this graph also has SAVEABLE_OBJECTS "
+                "(e.g. lookup tables)"
+            )
+        self._variables = graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+
+    def save(self, session: Any, prefix: str, **_: Any) -> str:
+        keyed = _keyed(self._variables)
+        parts = [part for _, _, part in keyed]
+        if _checkpoint.came_from_bundle(session.graph):
+            _runcheck.check_runnable(parts, _runcheck.READ_OPS, "reading the variables to save")
+        try:
+            values = _run_timeout(session, parts)
+        except tf.errors.OpError as exc:
+            raise BundleError(
+                f"cannot read the variables' values through the session: {_gist(exc)}"
+            ) from None
+        write_checkpoint(prefix, keyed, values)
+        return prefix
+
+
+def write_checkpoint(
+    prefix: str, keyed: Sequence[tuple[str, str, Any]], values: Sequence[Any]
+) -> None:
+    """Write ``values`` of ``(key, slice spec, variable)`` to the checkpoint ``prefix`` here."""
+    keys = [(key, spec) for key, spec, _ in keyed]
+    graph = tf.Graph()
+    with graph.as_default(), tf.device("/device:CPU:0"):
+        feeds = [tf1.placeholder(part.dtype.base_dtype, name="value") for _, _, part in keyed]
+        filename = tf1.placeholder(tf.string, [], name="prefix")
+        save = tf.raw_ops.SaveV2(
+            prefix=filename,
+            tensor_names=tf.constant([k for k, _ in keys], tf.string),
+            shape_and_slices=tf.constant([s for _, s in keys], tf.string),
+            tensors=feeds,
+        )
+    feed_dict = dict(zip(feeds, values, strict=True))
+    feed_dict[filename] = prefix
+    with tf1.Session(graph=graph, config=tf1.ConfigProto(device_count={"GPU": 0})) as local:
+        try:
+            local.run(save, feed_dict=feed_dict)
+        except tf.errors.OpError as exc:
+            raise BundleError(f"cannot write the checkpoint on the client: {_gist(exc)}") from None
+
+
+def _read_on_client(restore: Any, prefix: str) -> list[Any]:
+    """Run a copy of the ``RestoreV2`` op ``restore`` in this process; its outputs' values."""
+    graph = tf.Graph()
+    keys = [_constant(restore.inputs[1]), _constant(restore.inputs[2])]
+    with graph.as_default(), tf.device("/device:CPU:0"):
+        filename = tf1.placeholder(tf.string, [], name="prefix")
+        values = tf.raw_ops.RestoreV2(
+            prefix=filename,
+            tensor_names=tf.constant(keys[0], tf.string),
+            shape_and_slices=tf.constant(keys[1], tf.string),
+            dtypes=restore.get_attr("dtypes"),
+        )
+    with tf1.Session(graph=graph, config=tf1.ConfigProto(device_count={"GPU": 0})) as local:
+        return list(_run_timeout(local, values, {filename: prefix}))
+
+
+def _constant(tensor: Any) -> list[bytes]:
+    if tensor.op.type != "Const":
+        raise BundleError(f"restore input {tensor.name!r} is not a constant")
+    return list(tf.make_ndarray(tensor.op.get_attr("value")).reshape(-1))
+
+
+def run_restore(session: Any, restore_op: Any, filename: Any, prefix: str) -> None:
+    """Run the load's ``restore_op`` fed the checkpoint ``prefix`` (a path in this process).
+
+    On a cluster the ``RestoreV2`` would run on a remote task, which cannot see
+    ``prefix``; its outputs are fed instead, from a copy run here.
+    """
+    graph = session.graph
+    if not needs_client(session, graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
+        _run_timeout(session, restore_op, {filename: prefix})
+        return
+    restores = {
+        assign.inputs[1].op
+        for assign in restore_op.control_inputs
+        if assign.inputs[1].op.type == "RestoreV2"
+    }
+    feeds: dict[Any, Any] = {}
+    for restore in restores:
+        feeds.update(zip(restore.outputs, _read_on_client(restore, prefix), strict=True))
+    _run_timeout(session, restore_op, feeds)
