@@ -150,13 +150,13 @@ def serve(cluster_json: str, job: str, task: str) -> None:
 class Embedder(ng.GraphConvertible):
     """A partitioned embedding and its lookup: a sub-network of its own."""
 
-    def __init__(self, ids: Any, partitions: int) -> None:
+    def __init__(self, ids: Any, partitions: int, vocab: int = VOCAB, dim: int = DIM) -> None:
         import tensorflow as tf
 
         tf1 = tf.compat.v1
         self.table = tf1.get_variable(
             "emb",
-            [VOCAB, DIM],
+            [vocab, dim],
             initializer=tf1.random_normal_initializer(seed=1),
             partitioner=tf1.fixed_size_partitioner(partitions),
         )
@@ -166,14 +166,14 @@ class Embedder(ng.GraphConvertible):
 class ClusterModel(ng.GraphConvertible):
     """An embedding (``partitions`` parts), a linear head, a loss and a train op."""
 
-    def __init__(self, partitions: int = 2) -> None:
+    def __init__(self, partitions: int = 2, vocab: int = VOCAB, dim: int = DIM) -> None:
         import tensorflow as tf
 
         tf1 = tf.compat.v1
         self.ids = tf1.placeholder(tf.int32, [None], name="ids")
         self.labels = tf1.placeholder(tf.float32, [None], name="labels")
-        self.embedder = Embedder(self.ids, partitions)
-        self.w = tf1.get_variable("w", [DIM, 1], initializer=tf1.ones_initializer())
+        self.embedder = Embedder(self.ids, partitions, vocab, dim)
+        self.w = tf1.get_variable("w", [dim, 1], initializer=tf1.ones_initializer())
         self.out = tf.reshape(tf.matmul(self.embedder.out, self.w), [-1], name="out")
         self.loss = tf.reduce_mean(tf.square(self.out - self.labels), name="loss")
         self.step = tf1.train.get_or_create_global_step()
