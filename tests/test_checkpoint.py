@@ -384,3 +384,51 @@ def test_a_bundle_without_a_checkpoint_has_no_parts() -> None:
     assert parts.index is None and parts.shards == {}
     assert parts.contents.graph == b"g"
     assert re.search(rb'"checkpoint_prefix": null', out.getvalue())
+
+
+# --------------------------------------------------------------------------- shards and slices
+
+
+def test_sharded_bundles_load_from_bytes_whole_and_in_part() -> None:
+    config = single_thread_config(device_count={"CPU": 2})
+    graph = tf.Graph()
+    with graph.as_default():
+        model = build_tower_model(towers=2, layers=1, width=4, devices=["/cpu:0", "/cpu:1"])
+        session = tf1.Session(graph=graph, config=config)
+        session.run(tf1.global_variables_initializer())
+        expected = session.run(model.towers[1].layers[0].w)
+    data = dumps(model, session)
+    assert sum(n.startswith("checkpoint/model.data") for n, _ in _members(data)) > 1
+
+    loaded, loaded_session = loads(data, allow=ALLOW, config=config)
+    np.testing.assert_array_equal(loaded_session.run(loaded.towers[1].layers[0].w), expected)
+    tower, tower_session = loads(data, subtree="towers.1", allow=ALLOW, config=config)
+    np.testing.assert_array_equal(tower_session.run(tower.layers[0].w), expected)
+    for s in (session, loaded_session, tower_session):
+        s.close()
+
+
+def test_partitioned_variables_restore_slice_by_slice(tmp_path: Path) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        parts = tf1.get_variable(
+            "table",
+            [10, 3],
+            initializer=tf1.random_normal_initializer(seed=1),
+            partitioner=tf1.fixed_size_partitioner(2),
+        )
+        plain = tf1.get_variable("plain", [2], initializer=tf1.ones_initializer())
+        session = tf1.Session(graph=graph)
+        session.run(tf1.global_variables_initializer())
+        expected = session.run(parts.as_tensor())
+    save({"plain": plain}, session, tmp_path / "p.ng")
+
+    _, loaded = load(tmp_path / "p.ng")
+    slices = sorted(
+        (v for v in loaded.graph.get_collection("variables") if v.op.name.startswith("table")),
+        key=lambda v: v.op.name,
+    )
+    assert len(slices) == 2
+    np.testing.assert_array_equal(np.concatenate(loaded.run(slices)), expected)
+    loaded.close()
+    session.close()

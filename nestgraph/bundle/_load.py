@@ -285,10 +285,13 @@ def _variable_paths(records: Iterable[Any], subtree: str | None) -> dict[str, st
 
 
 def _gist(message: str) -> str:
-    """The line of a TensorFlow error that says what went wrong, without its traceback."""
-    lines = [
-        line.strip()
-        for line in message.splitlines()
-        if line.strip() and not line.lstrip().startswith("[[")
-    ]
-    return lines[-1] if lines else message
+    """What a TensorFlow run error says went wrong, without its tracebacks.
+
+    Graph execution errors read "...Node: 'name'", then the problem, then
+    "[[{{node name}}]]" and stack traces; other errors are returned whole.
+    """
+    _, found, rest = message.partition("\nNode: ")
+    if not found:
+        return message.strip()
+    problem = rest.partition("\n")[2].split("[[", 1)[0]
+    return " ".join(problem.split()) or message.strip()
