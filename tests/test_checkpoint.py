@@ -432,3 +432,32 @@ def test_partitioned_variables_restore_slice_by_slice(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate(loaded.run(slices)), expected)
     loaded.close()
     session.close()
+
+
+def test_saving_or_exporting_a_loaded_graph_runs_only_nestgraphs_save(
+    bundle: bytes, tmp_path: Path
+) -> None:
+    target = tmp_path / "pwned"
+
+    def wire_read(meta_graph: Any) -> None:
+        meta_graph.graph_def.node.extend(_write_file_nodes(target))
+        (read,) = [
+            n
+            for n in meta_graph.graph_def.node
+            if n.name == "tower_0/layer_0/w/Read/ReadVariableOp"
+        ]
+        read.input.append("^evil")
+
+    hostile = _edit_graph(bundle, wire_read)
+    model, session = loads(hostile, allow=ALLOW)  # the restore does not reach the read op
+    message = r"saving a loaded graph: would run op 'evil' of type WriteFile"
+    with pytest.raises(ng.BundleError, match=message):
+        dumps(model, session)
+    with pytest.raises(ng.BundleError, match=message):
+        ng.export_saved_model(model, session, tmp_path / "served", {"x": "x"}, {"y": "loss"})
+    with pytest.raises(
+        ng.BundleError, match=r"reading the variables to export: would run op 'evil'"
+    ):
+        ng.export(model, session, tmp_path / "tower.ng", subtree="towers.0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    session.close()

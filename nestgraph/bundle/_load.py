@@ -141,10 +141,13 @@ def _opened(path: PathOrFile) -> Iterator[tuple[str, IO[bytes], str | None]]:
 def _gc_paused() -> Iterator[None]:
     """Hold off Python's cyclic garbage collector while a graph is parsed and imported.
 
-    Parsing and importing make hundreds of thousands of short-lived protobuf
-    and ``tf.Operation`` objects; in a process holding TensorFlow's heap the
-    collections they trigger cost more than a sub-network load itself. They
-    form no cycles that need collecting before the load returns.
+    Parsing and importing make hundreds of thousands of protobuf and
+    ``tf.Operation`` objects, and every few hundred allocations the collector
+    scans them all again. Measured on the 40-tower benchmark model (4 loads
+    each way, one process, a loaded 2-core machine): a full load took 7.2 s
+    with the collector paused and 10.2 s without; a one-tower load was the same
+    either way (0.32 s against 0.29 s, within the noise). Nothing made here
+    needs collecting before the load returns.
     """
     was_enabled = gc.isenabled()
     gc.disable()
