@@ -461,3 +461,20 @@ def test_saving_or_exporting_a_loaded_graph_runs_only_nestgraphs_save(
         ng.export(model, session, tmp_path / "tower.ng", subtree="towers.0")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     session.close()
+
+
+def test_without_symbolic_links_a_load_copies_just_the_needed_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, session = _build()
+    save(model, session, tmp_path / "m.ng")
+    expected = session.run(model.towers[1].layers[0].w)
+    session.close()
+
+    def no_links(*args: Any, **kwargs: Any) -> None:
+        raise OSError("symbolic links are not supported here")
+
+    monkeypatch.setattr("os.symlink", no_links)
+    tower, tower_session = load(tmp_path / "m.ng", subtree="towers.1", allow=ALLOW)
+    np.testing.assert_array_equal(tower_session.run(tower.layers[0].w), expected)
+    tower_session.close()

@@ -215,8 +215,8 @@ def _open(
                     entries,
                     parts.contents.checkpoint_prefix,
                     parts.shards,
+                    stream,
                     bundle_path=local_path,
-                    source=None if local_path else stream,
                 )
                 with _restore_errors(file), view as prefix:
                     _restore.run(
