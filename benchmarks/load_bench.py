@@ -203,10 +203,9 @@ def _prepare(workdir: Path, size: dict[str, int]) -> dict[str, Any]:
     save(model, session, workdir / "model.ng")
     variables = graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
     weights = sum(v.shape.num_elements() * v.dtype.size for v in variables)
+    # The sub-network's own weights: what the spec binds, not the optimizer's slots.
     tower_weights = sum(
-        v.shape.num_elements() * v.dtype.size
-        for v in variables
-        if v.op.name.startswith(f"tower_{index}/")
+        v.shape.num_elements() * v.dtype.size for layer in tower.layers for v in (layer.w, layer.b)
     )
     plain_session.close()
     session.close()

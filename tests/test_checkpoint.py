@@ -384,3 +384,97 @@ def test_a_bundle_without_a_checkpoint_has_no_parts() -> None:
     assert parts.index is None and parts.shards == {}
     assert parts.contents.graph == b"g"
     assert re.search(rb'"checkpoint_prefix": null', out.getvalue())
+
+
+# --------------------------------------------------------------------------- shards and slices
+
+
+def test_sharded_bundles_load_from_bytes_whole_and_in_part() -> None:
+    config = single_thread_config(device_count={"CPU": 2})
+    graph = tf.Graph()
+    with graph.as_default():
+        model = build_tower_model(towers=2, layers=1, width=4, devices=["/cpu:0", "/cpu:1"])
+        session = tf1.Session(graph=graph, config=config)
+        session.run(tf1.global_variables_initializer())
+        expected = session.run(model.towers[1].layers[0].w)
+    data = dumps(model, session)
+    assert sum(n.startswith("checkpoint/model.data") for n, _ in _members(data)) > 1
+
+    loaded, loaded_session = loads(data, allow=ALLOW, config=config)
+    np.testing.assert_array_equal(loaded_session.run(loaded.towers[1].layers[0].w), expected)
+    tower, tower_session = loads(data, subtree="towers.1", allow=ALLOW, config=config)
+    np.testing.assert_array_equal(tower_session.run(tower.layers[0].w), expected)
+    for s in (session, loaded_session, tower_session):
+        s.close()
+
+
+def test_partitioned_variables_restore_slice_by_slice(tmp_path: Path) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        parts = tf1.get_variable(
+            "table",
+            [10, 3],
+            initializer=tf1.random_normal_initializer(seed=1),
+            partitioner=tf1.fixed_size_partitioner(2),
+        )
+        plain = tf1.get_variable("plain", [2], initializer=tf1.ones_initializer())
+        session = tf1.Session(graph=graph)
+        session.run(tf1.global_variables_initializer())
+        expected = session.run(parts.as_tensor())
+    save({"plain": plain}, session, tmp_path / "p.ng")
+
+    _, loaded = load(tmp_path / "p.ng")
+    slices = sorted(
+        (v for v in loaded.graph.get_collection("variables") if v.op.name.startswith("table")),
+        key=lambda v: v.op.name,
+    )
+    assert len(slices) == 2
+    np.testing.assert_array_equal(np.concatenate(loaded.run(slices)), expected)
+    loaded.close()
+    session.close()
+
+
+def test_saving_or_exporting_a_loaded_graph_runs_only_nestgraphs_save(
+    bundle: bytes, tmp_path: Path
+) -> None:
+    target = tmp_path / "pwned"
+
+    def wire_read(meta_graph: Any) -> None:
+        meta_graph.graph_def.node.extend(_write_file_nodes(target))
+        (read,) = [
+            n
+            for n in meta_graph.graph_def.node
+            if n.name == "tower_0/layer_0/w/Read/ReadVariableOp"
+        ]
+        read.input.append("^evil")
+
+    hostile = _edit_graph(bundle, wire_read)
+    model, session = loads(hostile, allow=ALLOW)  # the restore does not reach the read op
+    message = r"saving a loaded graph: would run op 'evil' of type WriteFile"
+    with pytest.raises(ng.BundleError, match=message):
+        dumps(model, session)
+    with pytest.raises(ng.BundleError, match=message):
+        ng.export_saved_model(model, session, tmp_path / "served", {"x": "x"}, {"y": "loss"})
+    with pytest.raises(
+        ng.BundleError, match=r"reading the variables to export: would run op 'evil'"
+    ):
+        ng.export(model, session, tmp_path / "tower.ng", subtree="towers.0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    session.close()
+
+
+def test_without_symbolic_links_a_load_copies_just_the_needed_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, session = _build()
+    save(model, session, tmp_path / "m.ng")
+    expected = session.run(model.towers[1].layers[0].w)
+    session.close()
+
+    def no_links(*args: Any, **kwargs: Any) -> None:
+        raise OSError("symbolic links are not supported here")
+
+    monkeypatch.setattr("os.symlink", no_links)
+    tower, tower_session = load(tmp_path / "m.ng", subtree="towers.1", allow=ALLOW)
+    np.testing.assert_array_equal(tower_session.run(tower.layers[0].w), expected)
+    tower_session.close()

@@ -1,4 +1,4 @@
-"""Checkpoints: save a session's variables to files, restore them with our own ops.
+"""Checkpoints: save a session's variables to staged files a bundle streams in.
 
 Saving uses one sharded ``Saver`` per graph and variable set, made on first use
 and then reused: the cache holds only the ``SaverDef`` (names, no graph

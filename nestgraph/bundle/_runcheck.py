@@ -71,6 +71,7 @@ INITIALIZER_OPS = READ_OPS | {
     "Tile",
     "NoOp",
 }
+_ONLY_OURS = "in a graph from a bundle nestgraph runs only ops it builds"
 # Calls are allowed only when every op of the functions they call is.
 _CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 
@@ -100,10 +101,15 @@ def _check_function(
         elif node.op not in allowed and node.op not in _CALL_OPS:
             raise BundleError(
                 f"{what}: would run op {node.name!r} of type {node.op} inside function "
-                f"{name!r}; a load runs only ops nestgraph builds ({_allowed_list(allowed)})"
+                f"{name!r}; {_ONLY_OURS} ({_allowed_list(allowed)})"
             )
         for called in _called(node.attr):
             _check_function(called, library, allowed, what, seen)
+
+
+def _graph_element(fetch: Any) -> Any:
+    element = getattr(fetch, "_graph_element", None)
+    return fetch if element is None else element
 
 
 def _allowed_list(allowed: frozenset[str]) -> str:
@@ -126,7 +132,9 @@ def check_runnable(
     """
     fed = {id(tensor) for tensor in feeds}
     fed_names = {tensor.name for tensor in feeds}
-    stack = [getattr(fetch, "op", fetch) for fetch in fetches]
+    # A tf.Variable is fetched as its graph element (its value, or its read op).
+    elements = [_graph_element(fetch) for fetch in fetches]
+    stack = [getattr(element, "op", element) for element in elements]
     seen: set[str] = set()
     library: dict[str, Any] | None = None
     functions_seen: set[str] = set()
@@ -142,8 +150,8 @@ def check_runnable(
             calls.append(op.type)
         elif op.type not in allowed and not (calls and op.type in _CALL_OPS):
             raise BundleError(
-                f"{what}: would run op {op.name!r} of type {op.type}; a load runs only "
-                f"ops nestgraph builds ({_allowed_list(allowed)})"
+                f"{what}: would run op {op.name!r} of type {op.type}; {_ONLY_OURS} "
+                f"({_allowed_list(allowed)})"
             )
         if calls:
             if library is None:
@@ -183,8 +191,8 @@ def check_graph_def(
             calls.append(node.op)
         elif node.op not in allowed and not (calls and node.op in _CALL_OPS):
             raise BundleError(
-                f"{what}: would run op {node.name!r} of type {node.op}; a load runs only "
-                f"ops nestgraph builds ({_allowed_list(allowed)})"
+                f"{what}: would run op {node.name!r} of type {node.op}; {_ONLY_OURS} "
+                f"({_allowed_list(allowed)})"
             )
         for called in calls:
             _check_function(called, library, allowed, what, functions_seen)

@@ -216,6 +216,15 @@ def write_table(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
 Placer = Callable[[str, Any], int]
 
 
+def _encode(key: str) -> bytes:
+    # Slice keys are OrderedCode bytes, not UTF-8: surrogateescape keeps them exact.
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _decode(key: bytes) -> str:
+    return key.decode("utf-8", "surrogateescape")
+
+
 class CheckpointIndex:
     """The parsed index of one checkpoint; entries are parsed when first asked for.
 
@@ -253,6 +262,9 @@ class CheckpointIndex:
     def entries(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         """``{key: BundleEntryProto}`` for ``keys`` present in the index (None: every key).
 
+        Keys are ``str``; the few that are not UTF-8 (slice keys) are decoded
+        with ``surrogateescape``, so they encode back to the same bytes.
+
         Slices of partitioned variables are included whenever any entry asked
         for is partitioned (they are keyed apart from their variable).
         """
@@ -267,9 +279,9 @@ class CheckpointIndex:
             else:
                 raw = {}
                 for key in keys:
-                    value = self._lookup(key.encode("utf-8"))
+                    value = self._lookup(_encode(key))
                     if value is not None:
-                        raw[key.encode("utf-8")] = value
+                        raw[_encode(key)] = value
             parsed = {
                 key: tensor_bundle_pb2.BundleEntryProto.FromString(value)
                 for key, value in raw.items()
@@ -285,7 +297,7 @@ class CheckpointIndex:
             raise self._error(str(exc)) from None
         except Exception as exc:  # a DecodeError from a malformed entry
             raise self._error(f"an entry is not a BundleEntryProto ({exc})") from None
-        return {key.decode("utf-8", "surrogateescape"): entry for key, entry in parsed.items()}
+        return {_decode(key): entry for key, entry in parsed.items()}
 
     def view(self, entries: Mapping[str, Any], place: Placer) -> bytes:
         """A one-shard index of ``entries``, each moved to where ``place`` put its bytes.
@@ -298,16 +310,11 @@ class CheckpointIndex:
         header.CopyFrom(self.header)
         header.num_shards = 1
         moved = []
-        for key in sorted(entries, key=lambda k: k.encode("utf-8", "surrogateescape")):
+        for key in sorted(entries, key=_encode):
             entry = tensor_bundle_pb2.BundleEntryProto()
             entry.CopyFrom(entries[key])
             if not entry.slices:
                 entry.offset = place(key, entries[key])
             entry.shard_id = 0
-            moved.append(
-                (
-                    key.encode("utf-8", "surrogateescape"),
-                    entry.SerializeToString(deterministic=True),
-                )
-            )
+            moved.append((_encode(key), entry.SerializeToString(deterministic=True)))
         return write_table([(HEADER_KEY, header.SerializeToString(deterministic=True)), *moved])

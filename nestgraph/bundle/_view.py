@@ -58,23 +58,27 @@ def checkpoint_view(
     entries: Mapping[str, Any],
     prefix: str,
     shards: Mapping[str, StoredMember],
+    source: IO[bytes],
     *,
     bundle_path: str | None = None,
-    source: IO[bytes] | None = None,
 ) -> Iterator[str]:
     """Yield a checkpoint prefix from which ``entries`` (``{key: BundleEntryProto}``) restore.
 
-    Give ``bundle_path`` (a local file) to link to it, or ``source`` (a seekable
-    binary file of the bundle) to copy the needed bytes to ``ram://``. The view
-    is deleted on exit.
+    ``source`` is the bundle as a seekable binary file. With ``bundle_path`` (a
+    local file) the view links to it; without, or where links cannot be made,
+    the needed bytes are copied from ``source`` to ``ram://``. The view is
+    deleted on exit.
     """
     locate = _shard_locator(index, prefix, shards)
     if bundle_path is not None:
-        with _linked_view(index, entries, locate, bundle_path) as view:
-            yield view
-        return
-    if source is None:
-        raise ValueError("checkpoint_view needs bundle_path or source")
+        with contextlib.ExitStack() as stack:
+            try:
+                linked = stack.enter_context(_linked_view(index, entries, locate, bundle_path))
+            except OSError:  # no symbolic links here: copy instead
+                linked = None
+            if linked is not None:
+                yield linked
+                return
     with ram_directory() as directory:
         with tf.io.gfile.GFile(directory + _DATA_FILE, "wb") as out:
             written = 0

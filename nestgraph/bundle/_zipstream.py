@@ -14,6 +14,7 @@ tensors it needs, and TensorFlow checks each one's CRC-32C as it reads it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import struct
@@ -123,7 +124,10 @@ def pack_streamed(
     draft = _manifest_bytes(versions, prefix, parts)
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+    with (
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nestgraph-hash") as hasher,
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
+    ):
         manifest_info = _info(MANIFEST, len(draft))
         archive.writestr(manifest_info, draft)
         # Stored, and with no data descriptor on a seekable file: the data ends here.
@@ -145,8 +149,11 @@ def pack_streamed(
                         count = len(chunk)
                     if not count:
                         break
-                    digest.update(chunk)
+                    # SHA-256 and the zip's CRC-32 both release the GIL on large
+                    # buffers: hashing beside the write hides most of the hash.
+                    hashing = hasher.submit(digest.update, chunk)
                     dest.write(chunk)
+                    hashing.result()
                     copied += count
             if copied != size:
                 raise OSError(f"checkpoint file {name} changed size while it was written")
