@@ -296,7 +296,8 @@ def scenario_resume(out_dir: str) -> dict[str, Any]:
     """Resume ``model.ng`` (saved on 2 ps tasks) on 3 ps tasks, all in this process.
 
     Loads with ``device_fn=replica_device_setter(...)`` and ``target``, trains
-    3 more steps, and saves from this cluster (ps tasks in the same process).
+    3 more steps, and saves from this cluster (ps tasks in the same process);
+    then loads only the ``embedder`` sub-network onto it the same way.
     """
     import tensorflow as tf
 
@@ -319,6 +320,19 @@ def scenario_resume(out_dir: str) -> dict[str, Any]:
         train(session, model, steps=3, start=4)
         result["after"] = snapshot(session, model)
         ng.save(model, session, os.path.join(out_dir, "resumed.ng"))
+    # A fresh setter: one keeps its round-robin position from load to load.
+    setter = tf1.train.replica_device_setter(cluster=spec, worker_device="/job:worker/task:0")
+    embedder, session = ng.load(
+        os.path.join(out_dir, "model.ng"),
+        subtree="embedder",
+        device_fn=setter,
+        target=hosted[-1].target,
+        config=config(),
+    )
+    with session:
+        result["subtree_devices"] = [part.device for part in embedder.table]
+        parts = session.run(list(embedder.table))
+        result["subtree_table"] = np.concatenate(parts, axis=0).tolist()
     return result
 
 

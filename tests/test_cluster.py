@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.python.ops.variables import PartitionedVariable
 
 import nestgraph as ng
+from nestgraph.bundle import _devices
 from tests import _cluster
 
 tf1 = tf.compat.v1
@@ -38,7 +39,7 @@ def _load(path: Path, **kwargs: Any) -> tuple[Any, Any]:
     return ng.load(str(path), **kwargs)
 
 
-def _devices(session: Any) -> set[str]:
+def _placements(session: Any) -> set[str]:
     return {op.device for op in session.graph.get_operations()}
 
 
@@ -52,7 +53,7 @@ def test_bundle_saved_from_remote_ps_tasks_is_bit_identical_on_one_machine(runs:
 
     model, session = _load(runs["dir"] / "model.ng", clear_devices=True)
     with session:
-        assert not any("/job:" in device for device in _devices(session))
+        assert not any("/job:" in device for device in _placements(session))
         assert _cluster.snapshot(session, model) == saved
 
 
@@ -114,6 +115,12 @@ def test_resume_on_three_ps_tasks_continues_training(runs: Any) -> None:
         assert _cluster.snapshot(session, model) == resume["after"]
 
 
+def test_subtree_load_onto_another_cluster_shape(runs: Any) -> None:
+    resume = runs["resume"]
+    assert resume["subtree_devices"] == ["/job:ps/task:0", "/job:ps/task:1"]
+    assert resume["subtree_table"] == runs["train"]["saved"]["table"]
+
+
 def test_default_load_of_a_cluster_bundle_on_one_machine_says_what_to_do(runs: Any) -> None:
     path = runs["dir"] / "model.ng"
     with pytest.raises(ng.BundleError, match=r"clear_devices=True.*device_fn") as caught:
@@ -128,7 +135,7 @@ def test_device_string_places_the_whole_graph(runs: Any) -> None:
     device = "/job:localhost/replica:0/task:0/device:CPU:0"
     model, session = _load(runs["dir"] / "model.ng", device_fn=device)
     with session:
-        assert _devices(session) == {device}
+        assert _placements(session) == {device}
         assert _cluster.snapshot(session, model) == runs["train"]["saved"]
 
 
@@ -212,3 +219,56 @@ def test_partitioned_bundle_round_trip_and_into_another_partition_count(tmp_path
     with graph.as_default(), tf1.Session(graph=graph) as session:
         tf1.train.Saver().restore(session, str(tmp_path / "unzipped" / "checkpoint" / "model"))
         assert _cluster.snapshot(session, model) == before
+
+
+# --------------------------------------------------------------------------- placement rules
+
+
+def _specs(*names: str) -> list[Any]:
+    return [tf.DeviceSpec.from_string(name) for name in names]
+
+
+def test_placements_are_checked_against_the_targets_tasks() -> None:
+    offered = _specs(
+        "/job:ps/replica:0/task:0/device:CPU:0", "/job:worker/replica:0/task:0/device:CPU:0"
+    )
+    _devices.check_placements({"/job:ps/task:0": "v", "/job:worker": "x"}, offered, None, "b.ng")
+    with pytest.raises(
+        ng.BundleError,
+        match=r"b.ng: .*op 'v' on '/job:ps/task:1'.*has /job:ps/task:0, /job:worker/task:0\); "
+        r"pass clear_devices=True",
+    ):
+        _devices.check_placements({"/job:ps/task:1": "v"}, offered, None, "b.ng")
+
+
+def test_device_type_counts_only_without_soft_placement() -> None:
+    offered = _specs("/job:worker/replica:0/task:0/device:CPU:0")
+    placed = {"/job:worker/task:0/device:GPU:0": "matmul"}
+    _devices.check_placements(placed, offered, tf1.ConfigProto(allow_soft_placement=True), "b")
+    with pytest.raises(ng.BundleError, match=r"op 'matmul' on '/job:worker/task:0/device:GPU:0'"):
+        _devices.check_placements(placed, offered, tf1.ConfigProto(), "b")
+
+
+def test_a_local_session_has_one_task() -> None:
+    _devices.check_placements(
+        {"/job:localhost/replica:0/task:0/device:CPU:0": "a", "/device:GPU:0": "b"}, None, None, "f"
+    )
+    with pytest.raises(ng.BundleError, match=r"a local session has only"):
+        _devices.check_placements({"/job:localhost/task:1": "a"}, None, None, "f")
+
+
+def test_clear_drops_placements_in_function_bodies_too(graph: tf.Graph) -> None:
+    @tf.function
+    def double(x: Any) -> Any:
+        with tf.device("/job:ps/task:0"):
+            return x * 2.0
+
+    with tf.device("/job:ps/task:1"):
+        double(tf.constant(1.0))
+    meta_graph = tf1.train.export_meta_graph(graph=graph)
+    assert any(n.device for f in meta_graph.graph_def.library.function for n in f.node_def)
+
+    _devices.clear(meta_graph)
+
+    assert not any(node.device for node in meta_graph.graph_def.node)
+    assert not any(n.device for f in meta_graph.graph_def.library.function for n in f.node_def)

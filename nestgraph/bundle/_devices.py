@@ -19,7 +19,7 @@ within it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -31,6 +31,7 @@ __all__ = [
     "check_device_fn",
     "check_placements",
     "clear",
+    "placements",
     "placing",
     "session_devices",
 ]
@@ -134,20 +135,28 @@ def _local_task(wanted: Any) -> bool:
     )
 
 
-def check_placements(graph: Any, devices: list[Any] | None, config: Any, file: str) -> None:
+def placements(nodes: Iterable[Any]) -> dict[str, str]:
+    """``{device: name of the first node placed there}`` over NodeDefs or operations."""
+    found: dict[str, str] = {}
+    for node in nodes:
+        device = node.device
+        if device and device not in found:
+            found[device] = node.name
+    return found
+
+
+def check_placements(
+    placed: Mapping[str, str], devices: list[Any] | None, config: Any, file: str
+) -> None:
     """Raise ``BundleError`` (with the way out) for a placement the session cannot satisfy.
 
-    ``devices`` is what :func:`session_devices` returned. For a local session
-    only the task is checked (job ``localhost``, replica and task 0); device
-    types and indices are left to TensorFlow, which knows this machine's devices.
+    ``placed`` is what :func:`placements` returned; ``devices`` what
+    :func:`session_devices` returned. For a local session only the task is
+    checked (job ``localhost``, replica and task 0); device types and indices
+    are left to TensorFlow, which knows this machine's devices.
     """
     soft = config is None or config.allow_soft_placement
-    seen: set[str] = set()
-    for op in graph.get_operations():
-        placement = op.device
-        if not placement or placement in seen:
-            continue
-        seen.add(placement)
+    for placement, op_name in placed.items():
         wanted = tf.DeviceSpec.from_string(placement)
         if devices is None:
             ok = _local_task(wanted)
@@ -158,7 +167,7 @@ def check_placements(graph: Any, devices: list[Any] | None, config: Any, file: s
             offered = "the session target has " + ", ".join(tasks)
         if not ok:
             raise BundleError(
-                f"the graph places op {op.name!r} on {placement!r}, which this session cannot "
+                f"the graph places op {op_name!r} on {placement!r}, which this session cannot "
                 f"satisfy ({offered}); {_HINT}",
                 file=file,
             )

@@ -234,6 +234,10 @@ def _open(
                 _restore.check_closure(meta_graph, ops)
         except BundleError as exc:
             raise _in_file(exc, file) from None
+        # Read from the NodeDefs (6x faster than from the operations) unless device_fn moves them.
+        placed = (
+            _devices.placements(meta_graph.graph_def.node) if placement.device_fn is None else {}
+        )
         graph = tf.Graph()
         _checkpoint.mark_loaded(graph)
         try:
@@ -246,7 +250,9 @@ def _open(
         model = from_graph(spec, graph, subtree=subtree, allow=allow, generic=generic)
         config = config or _default_config()
         devices = _devices.session_devices(placement.target, config, file)
-        _devices.check_placements(graph, devices, config, file)
+        if placement.device_fn is not None:
+            placed = _devices.placements(graph.get_operations())
+        _devices.check_placements(placed, devices, config, file)
         session = tf1.Session(placement.target, graph=graph, config=config)
         try:
             if ops is not None and index is not None and parts.contents.checkpoint_prefix:
