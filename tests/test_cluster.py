@@ -10,6 +10,7 @@ test process, which has never seen the cluster.
 
 from __future__ import annotations
 
+import io
 import time
 import zipfile
 from pathlib import Path
@@ -272,3 +273,46 @@ def test_clear_drops_placements_in_function_bodies_too(graph: tf.Graph) -> None:
 
     assert not any(node.device for node in meta_graph.graph_def.node)
     assert not any(n.device for f in meta_graph.graph_def.library.function for n in f.node_def)
+
+
+class _ClusterLike:
+    """A local session that says it runs on a cluster target, so saves go through the client."""
+
+    sess_str = "grpc://pretend:1"
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.graph = session.graph
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.run(*args, **kwargs)
+
+
+def test_client_side_save_in_chunks_merges_one_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from nestgraph.bundle import _remote
+
+    monkeypatch.setattr(_remote, "CHUNK_BYTES", 200)  # each embedding part (~213 bytes) alone
+    graph, model = _local_model(partitions=3)
+    with graph.as_default(), tf1.Session(graph=graph) as session:
+        session.run(tf1.global_variables_initializer())
+        _cluster.train(session, model, steps=2)
+        before = _cluster.snapshot(session, model)
+        chunks = _remote._chunks(_remote._keyed(tf1.global_variables()), _remote.CHUNK_BYTES)
+        assert len(chunks) >= 4
+        data = ng.dumps(model, _ClusterLike(session))
+
+    with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+        names = bundle.namelist()
+        bundle.extractall(tmp_path)
+    shards = [n for n in names if n.startswith("checkpoint/model.data-")]
+    assert len(shards) == len(chunks)
+    assert not any("temp" in name for name in names)
+    again, session = ng.loads(data)
+    with session:
+        assert _cluster.snapshot(session, again) == before
+    graph, model = _local_model(partitions=2)
+    with graph.as_default(), tf1.Session(graph=graph) as session:
+        tf1.train.Saver().restore(session, str(tmp_path / "checkpoint" / "model"))
+        assert _cluster.snapshot(session, model) == before

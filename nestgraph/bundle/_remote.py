@@ -25,7 +25,7 @@ import tensorflow as tf
 from nestgraph.bundle import _checkpoint, _restore, _runcheck
 from nestgraph.errors import BundleError
 
-__all__ = ["ClientSaver", "needs_client", "run_restore", "write_checkpoint"]
+__all__ = ["CHUNK_BYTES", "ClientSaver", "needs_client", "run_restore", "write_checkpoint"]
 
 tf1 = tf.compat.v1
 
@@ -108,17 +108,72 @@ class ClientSaver:
 
     def save(self, session: Any, prefix: str, **_: Any) -> str:
         keyed = _keyed(self._variables)
-        parts = [part for _, _, part in keyed]
         if _checkpoint.came_from_bundle(session.graph):
+            parts = [part for _, _, part in keyed]
             _runcheck.check_runnable(parts, _runcheck.READ_OPS, "reading the variables to save")
-        try:
-            values = _run_timeout(session, parts)
-        except tf.errors.OpError as exc:
-            raise BundleError(
-                f"cannot read the variables' values through the session: {_gist(exc)}"
-            ) from None
-        write_checkpoint(prefix, keyed, values)
+        chunks = _chunks(keyed, CHUNK_BYTES)
+        if len(chunks) == 1:
+            write_checkpoint(prefix, chunks[0], _fetch(session, chunks[0]))
+            return prefix
+        # One shard per chunk, merged as a sharded Saver merges its per-device shards:
+        # the client holds one chunk's values at a time, not the whole model's.
+        shards = [
+            f"{prefix}_temp_nestgraph/part-{number:05d}-of-{len(chunks):05d}"
+            for number in range(len(chunks))
+        ]
+        for shard, chunk in zip(shards, chunks, strict=True):
+            write_checkpoint(shard, chunk, _fetch(session, chunk))
+        _merge(shards, prefix)
         return prefix
+
+
+# The most bytes of variable values the client holds at once while saving.
+CHUNK_BYTES = 256 << 20
+
+
+def _nbytes(part: Any) -> int:
+    shape = part.shape
+    if not shape.is_fully_defined():
+        return CHUNK_BYTES  # unknown until fetched: a chunk of its own
+    return int(shape.num_elements() or 0) * max(part.dtype.base_dtype.size, 1)
+
+
+def _chunks(keyed: Sequence[tuple[str, str, Any]], budget: int) -> list[list[tuple[str, str, Any]]]:
+    """``keyed`` cut into runs of at most ``budget`` bytes (a bigger variable alone)."""
+    chunks: list[list[tuple[str, str, Any]]] = [[]]
+    size = 0
+    for item in keyed:
+        nbytes = _nbytes(item[2])
+        if chunks[-1] and size + nbytes > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += nbytes
+    return chunks
+
+
+def _fetch(session: Any, keyed: Sequence[tuple[str, str, Any]]) -> list[Any]:
+    try:
+        return list(_run_timeout(session, [part for _, _, part in keyed]))
+    except tf.errors.OpError as exc:
+        raise BundleError(
+            f"cannot read the variables' values through the session: {_gist(exc)}"
+        ) from None
+
+
+def _merge(shards: Sequence[str], prefix: str) -> None:
+    graph = tf.Graph()
+    with graph.as_default(), tf.device("/device:CPU:0"):
+        merge = tf.raw_ops.MergeV2Checkpoints(
+            checkpoint_prefixes=tf.constant(list(shards), tf.string),
+            destination_prefix=tf.constant(prefix, tf.string),
+            delete_old_dirs=True,
+        )
+    with tf1.Session(graph=graph, config=tf1.ConfigProto(device_count={"GPU": 0})) as local:
+        try:
+            local.run(merge)
+        except tf.errors.OpError as exc:
+            raise BundleError(f"cannot write the checkpoint on the client: {_gist(exc)}") from None
 
 
 def write_checkpoint(
