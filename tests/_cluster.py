@@ -297,7 +297,8 @@ def scenario_resume(out_dir: str) -> dict[str, Any]:
 
     Loads with ``device_fn=replica_device_setter(...)`` and ``target``, trains
     3 more steps, and saves from this cluster (ps tasks in the same process);
-    then loads only the ``embedder`` sub-network onto it the same way.
+    then loads only the ``embedder`` sub-network onto it the same way, and the
+    whole model again with the values sent in chunks of about one variable.
     """
     import tensorflow as tf
 
@@ -333,6 +334,26 @@ def scenario_resume(out_dir: str) -> dict[str, Any]:
         result["subtree_devices"] = [part.device for part in embedder.table]
         parts = session.run(list(embedder.table))
         result["subtree_table"] = np.concatenate(parts, axis=0).tolist()
+
+    # Values fed to the cluster a chunk (here: about one variable) at a time.
+    from nestgraph.bundle import _remote
+
+    _remote.CHUNK_BYTES = 200
+    reads = []
+    read_on_client = _remote._read_on_client
+
+    def counted(outputs: Any, prefix: str) -> Any:
+        reads.append(len(outputs))
+        return read_on_client(outputs, prefix)
+
+    _remote._read_on_client = counted
+    setter = tf1.train.replica_device_setter(cluster=spec, worker_device="/job:worker/task:0")
+    model, session = ng.load(
+        os.path.join(out_dir, "model.ng"), device_fn=setter, target=hosted[-1].target
+    )
+    with session:
+        result["chunked"] = snapshot(session, model)
+    result["chunk_sizes"] = reads
     return result
 
 

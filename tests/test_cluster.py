@@ -116,6 +116,12 @@ def test_resume_on_three_ps_tasks_continues_training(runs: Any) -> None:
         assert _cluster.snapshot(session, model) == resume["after"]
 
 
+def test_load_onto_a_cluster_feeds_values_in_chunks(runs: Any) -> None:
+    assert runs["resume"]["chunked"] == runs["train"]["saved"]
+    # Two 320-byte embedding parts alone, then w and the step together.
+    assert runs["resume"]["chunk_sizes"] == [1, 1, 2]
+
+
 def test_subtree_load_onto_another_cluster_shape(runs: Any) -> None:
     resume = runs["resume"]
     assert resume["subtree_devices"] == ["/job:ps/task:0", "/job:ps/task:1"]
@@ -299,7 +305,8 @@ def test_client_side_save_in_chunks_merges_one_checkpoint(
         session.run(tf1.global_variables_initializer())
         _cluster.train(session, model, steps=2)
         before = _cluster.snapshot(session, model)
-        chunks = _remote._chunks(_remote._keyed(tf1.global_variables()), _remote.CHUNK_BYTES)
+        parts = [part for _, _, part in _remote._keyed(tf1.global_variables())]
+        chunks = _remote._chunks(parts, [_remote._nbytes(p) for p in parts], _remote.CHUNK_BYTES)
         assert len(chunks) >= 4
         data = ng.dumps(model, _ClusterLike(session))
 

@@ -18,7 +18,7 @@ slices of one full-shape key, so they restore into any number of partitions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import tensorflow as tf
 
@@ -28,6 +28,7 @@ from nestgraph.errors import BundleError
 __all__ = ["CHUNK_BYTES", "ClientSaver", "needs_client", "run_restore", "write_checkpoint"]
 
 tf1 = tf.compat.v1
+T = TypeVar("T")
 
 try:  # How a default Saver names each variable (one key per partitioned variable).
     from tensorflow.python.training.saving.saveable_object_util import (
@@ -111,7 +112,7 @@ class ClientSaver:
         if _checkpoint.came_from_bundle(session.graph):
             parts = [part for _, _, part in keyed]
             _runcheck.check_runnable(parts, _runcheck.READ_OPS, "reading the variables to save")
-        chunks = _chunks(keyed, CHUNK_BYTES)
+        chunks = _chunks(keyed, [_nbytes(part) for _, _, part in keyed], CHUNK_BYTES)
         if len(chunks) == 1:
             write_checkpoint(prefix, chunks[0], _fetch(session, chunks[0]))
             return prefix
@@ -138,17 +139,16 @@ def _nbytes(part: Any) -> int:
     return int(shape.num_elements() or 0) * max(part.dtype.base_dtype.size, 1)
 
 
-def _chunks(keyed: Sequence[tuple[str, str, Any]], budget: int) -> list[list[tuple[str, str, Any]]]:
-    """``keyed`` cut into runs of at most ``budget`` bytes (a bigger variable alone)."""
-    chunks: list[list[tuple[str, str, Any]]] = [[]]
-    size = 0
-    for item in keyed:
-        nbytes = _nbytes(item[2])
-        if chunks[-1] and size + nbytes > budget:
+def _chunks(items: Sequence[T], sizes: Sequence[int], budget: int) -> list[list[T]]:
+    """``items`` cut into runs of at most ``budget`` bytes (a bigger item alone)."""
+    chunks: list[list[T]] = [[]]
+    total = 0
+    for item, size in zip(items, sizes, strict=True):
+        if chunks[-1] and total + size > budget:
             chunks.append([])
-            size = 0
+            total = 0
         chunks[-1].append(item)
-        size += nbytes
+        total += size
     return chunks
 
 
@@ -200,17 +200,30 @@ def write_checkpoint(
             raise BundleError(f"cannot write the checkpoint on the client: {_gist(exc)}") from None
 
 
-def _read_on_client(restore: Any, prefix: str) -> list[Any]:
-    """Run a copy of the ``RestoreV2`` op ``restore`` in this process; its outputs' values."""
+def _read_on_client(outputs: Sequence[Any], prefix: str) -> list[Any]:
+    """The values ``outputs`` (of the load's ``RestoreV2``) would have, read in this process."""
+    consts: dict[str, tuple[list[bytes], list[bytes], list[Any]]] = {}
+    names, slices, dtypes = [], [], []
+    for output in outputs:
+        restore = output.op
+        if restore.name not in consts:
+            consts[restore.name] = (
+                _constant(restore.inputs[1]),
+                _constant(restore.inputs[2]),
+                list(restore.get_attr("dtypes")),
+            )
+        keys, specs, types = consts[restore.name]
+        names.append(keys[output.value_index])
+        slices.append(specs[output.value_index])
+        dtypes.append(types[output.value_index])
     graph = tf.Graph()
-    keys = [_constant(restore.inputs[1]), _constant(restore.inputs[2])]
     with graph.as_default(), tf.device("/device:CPU:0"):
         filename = tf1.placeholder(tf.string, [], name="prefix")
         values = tf.raw_ops.RestoreV2(
             prefix=filename,
-            tensor_names=tf.constant(keys[0], tf.string),
-            shape_and_slices=tf.constant(keys[1], tf.string),
-            dtypes=restore.get_attr("dtypes"),
+            tensor_names=tf.constant(names, tf.string),
+            shape_and_slices=tf.constant(slices, tf.string),
+            dtypes=dtypes,
         )
     with tf1.Session(graph=graph, config=tf1.ConfigProto(device_count={"GPU": 0})) as local:
         return list(_run_timeout(local, values, {filename: prefix}))
@@ -226,18 +239,24 @@ def run_restore(session: Any, restore_op: Any, filename: Any, prefix: str) -> No
     """Run the load's ``restore_op`` fed the checkpoint ``prefix`` (a path in this process).
 
     On a cluster the ``RestoreV2`` would run on a remote task, which cannot see
-    ``prefix``; its outputs are fed instead, from a copy run here.
+    ``prefix``: its outputs are read here instead and fed to the assigns, in
+    chunks of at most ``CHUNK_BYTES`` of values.
     """
     graph = session.graph
-    if not needs_client(session, graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
+    variables = graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+    if not needs_client(session, variables):
         _run_timeout(session, restore_op, {filename: prefix})
         return
-    restores = {
-        assign.inputs[1].op
-        for assign in restore_op.control_inputs
-        if assign.inputs[1].op.type == "RestoreV2"
-    }
-    feeds: dict[Any, Any] = {}
-    for restore in restores:
-        feeds.update(zip(restore.outputs, _read_on_client(restore, prefix), strict=True))
-    _run_timeout(session, restore_op, feeds)
+    assigns = list(restore_op.control_inputs)
+    unfed = [a.name for a in assigns if len(a.inputs) < 2 or a.inputs[1].op.type != "RestoreV2"]
+    if unfed:  # pragma: no cover - the load builds every assign from its RestoreV2
+        raise BundleError(f"restore step(s) not fed by the checkpoint: {', '.join(unfed)}")
+    by_op = {v.op.name: v for v in variables}
+    sizes = []
+    for assign in assigns:
+        variable = by_op.get(assign.inputs[0].op.name)
+        sizes.append(_nbytes(variable) if variable is not None else CHUNK_BYTES)
+    for batch in _chunks(assigns, sizes, CHUNK_BYTES):
+        outputs = [assign.inputs[1] for assign in batch]
+        values = _read_on_client(outputs, prefix)
+        _run_timeout(session, batch, dict(zip(outputs, values, strict=True)))
