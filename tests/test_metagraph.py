@@ -301,3 +301,24 @@ def test_one_tower_of_the_benchmark_model_is_a_small_fraction(graph: tf.Graph) -
     assert len(_variable_names(pruned, "variables")) == 4
     assert "train_op" not in pruned.collection_def
     assert "global_step" not in pruned.collection_def
+
+
+@pytest.mark.parametrize("use_resource", [True, False])
+def test_variable_defs_name_the_same_nodes_read_either_way(
+    graph: tf.Graph, use_resource: bool
+) -> None:
+    from nestgraph.bundle._metagraph import _variable_def_refs, node_refs
+
+    w = tf1.get_variable("w", [2, 2], use_resource=use_resource)
+    tf1.get_variable("v", [2], initializer=tf1.constant_initializer(1.0), use_resource=use_resource)
+    tf1.get_variable(
+        "p", [4, 2], partitioner=tf1.fixed_size_partitioner(2), use_resource=use_resource
+    )
+    tf1.train.AdamOptimizer().minimize(tf.reduce_sum(w))
+    meta_graph = _export(graph)
+    nodes = _names(meta_graph)
+    raws = meta_graph.collection_def["variables"].bytes_list.value
+    assert len(raws) >= 6
+    for raw in raws:
+        proto = variable_pb2.VariableDef.FromString(raw)
+        assert sorted(_variable_def_refs(proto, nodes)) == sorted(node_refs(proto, nodes))
