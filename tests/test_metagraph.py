@@ -322,3 +322,26 @@ def test_variable_defs_name_the_same_nodes_read_either_way(
     for raw in raws:
         proto = variable_pb2.VariableDef.FromString(raw)
         assert sorted(_variable_def_refs(proto, nodes)) == sorted(node_refs(proto, nodes))
+
+
+def test_without_saver_drops_only_the_savers_own_ops(graph: tf.Graph) -> None:
+    from nestgraph.bundle._metagraph import without_saver
+
+    w = tf1.get_variable("w", [2], initializer=tf1.ones_initializer())
+    saver = tf1.train.Saver(sharded=True)
+    tf.add(w, 1.0, name="save/user")  # the user's own op in the saver's scope
+    meta_graph = _export(graph)
+    meta_graph.saver_def.CopyFrom(saver.as_saver_def())
+
+    lean = without_saver(meta_graph)
+
+    names = _names(lean)
+    assert {"w", "save/user"} <= names
+    assert saver.as_saver_def().restore_op_name not in names
+    assert not any(
+        n.op in ("SaveV2", "RestoreV2", "MergeV2Checkpoints") for n in lean.graph_def.node
+    )
+    assert not lean.HasField("saver_def")
+    assert _names(meta_graph) > names  # the input is not modified
+    imported = _import(lean)
+    assert [v.op.name for v in imported.get_collection("variables")] == ["w"]

@@ -188,6 +188,7 @@ def _open(
             paths = _variable_paths(spec.bindings(), None)
         prepare(meta_graph, spec, subtree, file)
         # The saver_def names ops the bundle chose; nestgraph restores with its own.
+        meta_graph = _metagraph.without_saver(meta_graph)
         meta_graph.ClearField("saver_def")
         try:
             variables = _restore.plan(meta_graph)
