@@ -478,3 +478,27 @@ def test_without_symbolic_links_a_load_copies_just_the_needed_tensors(
     tower, tower_session = load(tmp_path / "m.ng", subtree="towers.1", allow=ALLOW)
     np.testing.assert_array_equal(tower_session.run(tower.layers[0].w), expected)
     tower_session.close()
+
+
+def test_bundles_packed_by_the_first_writer_still_load(bundle: bytes) -> None:
+    from nestgraph.bundle._container import BundleContents, pack
+
+    members = dict(_members(bundle))
+    checkpoint = {
+        n[len("checkpoint/") :]: d for n, d in members.items() if n.startswith("checkpoint/")
+    }
+    contents = BundleContents(
+        graph=members["graph.pb"],
+        spec=members["spec.yaml"],
+        checkpoint=checkpoint,
+        checkpoint_prefix="model",
+    )
+    old = io.BytesIO()
+    pack(contents, old, {"nestgraph": "0.1.0", "tensorflow": tf.__version__})
+    model, session = loads(old.getvalue(), allow=ALLOW)
+    expected, again = loads(bundle, allow=ALLOW)
+    np.testing.assert_array_equal(
+        session.run(model.towers[1].layers[0].w), again.run(expected.towers[1].layers[0].w)
+    )
+    session.close()
+    again.close()

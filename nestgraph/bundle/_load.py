@@ -223,6 +223,7 @@ def _open(
             paths = _variable_paths(spec.bindings(), None)
         prepare(meta_graph, spec, subtree, file)
         # The saver_def names ops the bundle chose; nestgraph restores with its own.
+        meta_graph = _metagraph.without_saver(meta_graph)
         meta_graph.ClearField("saver_def")
         if placement.clear_devices or placement.device_fn is not None:
             _devices.clear(meta_graph)
