@@ -1,20 +1,26 @@
-"""Load-time benchmark: nestgraph bundles against plain TensorFlow.
+"""Bundle benchmark: nestgraph's save and load paths against plain TensorFlow.
 
-    python benchmarks/load_bench.py [--towers 40 --layers 8 --width 64 --repeats 3]
+    python benchmarks/load_bench.py [--towers 10,40,160] [--layers 8] [--width 64]
+                                    [--repeats 3] [--cases all]
 
-Builds the benchmark model (``benchmarks/_models.py``: towers of dense layers
-trained with Adam), writes it once as a bundle and once as a plain TensorFlow
-checkpoint with its meta graph, then times each case in ``--repeats`` fresh
-processes and reports the median. Timing starts after the imports (and, for the
-in-memory round trip, after the model is built), so it measures the work, not
-Python start-up. Prints a markdown table with the ratios and the machine.
+For each model size (every ``--towers`` x ``--width`` pair, ``--layers`` deep;
+``benchmarks/_models.py``: towers of dense layers trained with Adam) the model
+is written once as a bundle and once as a plain TensorFlow checkpoint with its
+meta graph; then each case runs ``--repeats`` times, each in a fresh process,
+and the median time and peak memory are reported. Timing starts after the
+imports (and, where the case needs the model in memory, after it is built).
+Memory is the peak resident set size during the timed part above the size
+just before it (``VmHWM`` reset through ``/proc/self/clear_refs``).
 
-Cases:
+Cases, each against its TensorFlow counterpart:
 
-- full load: ``ng.load(path)`` against ``import_meta_graph`` + ``Saver.restore``;
-- sub-network load: ``ng.load(path, subtree="towers.7")`` against the full ``ng.load``;
-- in memory: ``ng.dumps`` + ``ng.loads`` against ``Saver.save`` (with its meta graph)
-  to ``ram://``, ``import_meta_graph`` into a new graph and ``restore`` from ``ram://``.
+- ``save``: ``ng.save`` vs ``Saver(sharded=True).save`` (which also exports the meta graph);
+- ``load``: ``ng.load`` vs ``import_meta_graph`` + ``Saver.restore``;
+- ``subtree``: ``ng.load(subtree="towers.7")`` vs the practical limit, importing a
+  meta graph already pruned to that tower and restoring its variables with
+  ``Saver(var_list)`` from the plain checkpoint;
+- ``memory``: ``ng.dumps`` + ``ng.loads`` vs ``Saver.save`` to ``ram://`` and reading
+  the files back, then writing them to ``ram://`` again, import and restore.
 """
 
 from __future__ import annotations
@@ -38,7 +44,18 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 ALLOW = ["benchmarks._models.*"]
-CASES = ("plain_load", "ng_load", "ng_load_subtree", "plain_memory", "ng_memory")
+CASES = {
+    "save": ("ng_save", "plain_save", "<= 1.2x"),
+    "load": ("ng_load", "plain_load", "<= 1.2x"),
+    "subtree": ("ng_subtree", "plain_subtree", "<= 1.5x"),
+    "memory": ("ng_memory", "plain_memory", "<= 1.2x"),
+}
+TITLES = {
+    "save": "`ng.save` vs `Saver.save`",
+    "load": "`ng.load` vs `import_meta_graph` + `restore`",
+    "subtree": '`ng.load(subtree="{subtree}")` vs pruned import + `Saver(var_list)`',
+    "memory": "`dumps` + `loads` vs `ram://` save, read back, write, restore",
+}
 
 
 # --------------------------------------------------------------------------- child processes
@@ -64,21 +81,73 @@ def _build(size: dict[str, int]) -> tuple[Any, Any]:
     return model, session
 
 
-def _child(case: str, workdir: Path, size: dict[str, int]) -> float:
-    """Run one case in this (fresh) process; return the seconds it took."""
+def _memory_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current resident size
+    except OSError:  # pragma: no cover - not Linux
+        pass
+
+
+def _plain_memory(session: Any) -> None:
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    directory = f"ram://bench-{uuid.uuid4().hex}/"
+    tf.io.gfile.makedirs(directory)
+    with session.graph.as_default():
+        tf1.train.Saver(sharded=True).save(session, directory + "model")
+    files = {}
+    for name in tf.io.gfile.listdir(directory):
+        with tf.io.gfile.GFile(directory + name, "rb") as f:
+            files[name] = f.read()
+    tf.io.gfile.rmtree(directory)
+    again = f"ram://bench-{uuid.uuid4().hex}/"
+    tf.io.gfile.makedirs(again)
+    for name, data in files.items():
+        with tf.io.gfile.GFile(again + name, "wb") as f:
+            f.write(data)
+    del files
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf1.train.import_meta_graph(again + "model.meta")
+        restored = tf1.Session(graph=graph)
+        saver.restore(restored, again + "model")
+    tf.io.gfile.rmtree(again)
+
+
+def _child(case: str, workdir: Path, size: dict[str, int]) -> dict[str, float]:
+    """Run one case in this (fresh) process; return its seconds and peak memory."""
     import tensorflow as tf
 
     import benchmarks._models  # noqa: F401 - imported before timing, as the model's code
-    from nestgraph.bundle import dumps, load, loads
+    from nestgraph.bundle import dumps, load, loads, save
 
     tf1 = tf.compat.v1
     bundle = str(workdir / "model.ng")
     plain = str(workdir / "plain" / "model")
-    if case in ("plain_memory", "ng_memory"):
+    if case in ("plain_memory", "ng_memory", "plain_save", "ng_save"):
         model, session = _build(size)
+    tower = _subtree(size)
+    scope = f"tower_{tower.split('.')[1]}/"
 
+    _reset_peak()
+    before_kb = _memory_kb("VmRSS")
     start = time.perf_counter()
-    if case == "plain_load":
+    if case == "plain_save":
+        with session.graph.as_default():
+            tf1.train.Saver(sharded=True).save(session, str(workdir / "out" / "model"))
+    elif case == "ng_save":
+        save(model, session, workdir / "out.ng")
+    elif case == "plain_load":
         graph = tf.Graph()
         with graph.as_default():
             saver = tf1.train.import_meta_graph(plain + ".meta")
@@ -86,24 +155,24 @@ def _child(case: str, workdir: Path, size: dict[str, int]) -> float:
             saver.restore(session, plain)
     elif case == "ng_load":
         _, session = load(bundle, allow=ALLOW)
-    elif case == "ng_load_subtree":
-        _, session = load(bundle, subtree=_subtree(size), allow=ALLOW)
-    elif case == "plain_memory":
-        directory = f"ram://bench-{uuid.uuid4().hex}/"
-        tf.io.gfile.makedirs(directory)
-        with session.graph.as_default():
-            tf1.train.Saver(sharded=True).save(session, directory + "model")
+    elif case == "plain_subtree":
         graph = tf.Graph()
         with graph.as_default():
-            saver = tf1.train.import_meta_graph(directory + "model.meta")
-            restored = tf1.Session(graph=graph)
-            saver.restore(restored, directory + "model")
-        tf.io.gfile.rmtree(directory)
+            tf1.train.import_meta_graph(str(workdir / "plain" / "tower.meta"))
+            variables = [v for v in tf1.global_variables() if v.op.name.startswith(scope)]
+            session = tf1.Session(graph=graph)
+            tf1.train.Saver(var_list=variables).restore(session, plain)
+    elif case == "ng_subtree":
+        _, session = load(bundle, subtree=tower, allow=ALLOW)
+    elif case == "plain_memory":
+        _plain_memory(session)
     elif case == "ng_memory":
         loads(dumps(model, session), allow=ALLOW)
     else:
         raise SystemExit(f"unknown case {case!r}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    peak_mb = max(0, _memory_kb("VmHWM") - before_kb) / 1024
+    return {"seconds": seconds, "peak_mb": peak_mb}
 
 
 # --------------------------------------------------------------------------- parent
@@ -112,88 +181,131 @@ def _child(case: str, workdir: Path, size: dict[str, int]) -> float:
 def _prepare(workdir: Path, size: dict[str, int]) -> dict[str, Any]:
     import tensorflow as tf
 
-    from nestgraph.bundle import save
+    from nestgraph.bundle import _metagraph, save
 
+    tf1 = tf.compat.v1
     # Two copies of the same model, so neither file holds the other's save ops.
     _, plain_session = _build(size)
     (workdir / "plain").mkdir()
+    (workdir / "out").mkdir()
     with plain_session.graph.as_default():
-        saver = tf.compat.v1.train.Saver(sharded=True)
+        saver = tf1.train.Saver(sharded=True)
         saver.save(plain_session, str(workdir / "plain" / "model"))
+        meta_graph = tf1.train.export_meta_graph(graph=plain_session.graph)
     model, session = _build(size)
+    index = int(_subtree(size).split(".")[1])
+    tower = model.towers[index]
+    seeds = [tower.out.name, tower.loss.name]
+    seeds += [t for layer in tower.layers for t in (layer.w.name, layer.b.name)]
+    pruned = _metagraph.prune_meta_graph(meta_graph, seeds)
+    (workdir / "plain" / "tower.meta").write_bytes(pruned.SerializeToString())
     graph = session.graph
     save(model, session, workdir / "model.ng")
+    variables = graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+    weights = sum(v.shape.num_elements() * v.dtype.size for v in variables)
+    # The sub-network's own weights: what the spec binds, not the optimizer's slots.
+    tower_weights = sum(
+        v.shape.num_elements() * v.dtype.size for layer in tower.layers for v in (layer.w, layer.b)
+    )
+    plain_session.close()
+    session.close()
     return {
         "ops": len(graph.get_operations()),
-        "variables": len(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)),
+        "variables": len(variables),
+        "weights_mb": weights / 1e6,
+        "tower_mb": tower_weights / 1e6,
         "bundle_mb": (workdir / "model.ng").stat().st_size / 1e6,
     }
 
 
-def _median_seconds(case: str, workdir: Path, size: dict[str, int], repeats: int) -> float:
-    times = []
+def _median(case: str, workdir: Path, size: dict[str, int], repeats: int) -> dict[str, float]:
+    runs = []
     for _ in range(repeats):
         command = [sys.executable, __file__, "--child", case, "--workdir", str(workdir)]
         command += [f"--{k}={v}" for k, v in size.items()]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"{case} failed:\n{done.stderr[-3000:]}")
-        times.append(json.loads(done.stdout.splitlines()[-1])["seconds"])
-    return statistics.median(times)
+        runs.append(json.loads(done.stdout.splitlines()[-1]))
+        for leftover in (workdir / "out").iterdir():
+            leftover.unlink()
+        (workdir / "out.ng").unlink(missing_ok=True)
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+    }
 
 
-def _table(seconds: dict[str, float], facts: dict[str, Any], size: dict[str, int]) -> str:
+def _rows(
+    results: dict[str, dict[str, float]], facts: dict[str, Any], size: dict[str, int]
+) -> list[str]:
+    model = f"{size['towers']}x{size['layers']}x{size['width']} ({facts['weights_mb']:.0f} MB)"
+    rows = []
+    for name, (ours, theirs, target) in CASES.items():
+        if ours not in results:
+            continue
+        a, b = results[ours], results[theirs]
+        title = TITLES[name].format(subtree=_subtree(size))
+        rows.append(
+            f"| {model} | {title} | {a['seconds']:.3f} s, +{a['peak_mb']:.0f} MB "
+            f"| {b['seconds']:.3f} s, +{b['peak_mb']:.0f} MB "
+            f"| {a['seconds'] / b['seconds']:.2f}x | {target} |"
+        )
+    return rows
+
+
+def _machine(repeats: int) -> str:
     import tensorflow as tf
 
-    full, plain = seconds["ng_load"], seconds["plain_load"]
-    sub = seconds["ng_load_subtree"]
-    memory, plain_memory = seconds["ng_memory"], seconds["plain_memory"]
-    rows = [
-        "| case | nestgraph | baseline | ratio | target |",
-        "| --- | ---: | ---: | ---: | --- |",
-        f"| full load: `ng.load` vs `import_meta_graph` + `Saver.restore` "
-        f"| {full:.3f} s | {plain:.3f} s | {full / plain:.2f}x | <= 1.25x |",
-        f'| sub-network: `ng.load(subtree="{_subtree(size)}")` vs full `ng.load` '
-        f"| {sub:.3f} s | {full:.3f} s | {full / sub:.1f}x faster | >= 8x faster |",
-        f"| in memory: `dumps` + `loads` vs `Saver.save` to `ram://` + import + restore "
-        f"| {memory:.3f} s | {plain_memory:.3f} s | {memory / plain_memory:.2f}x | <= 1.5x |",
-    ]
-    model = (
-        f"Model: {size['towers']} towers x {size['layers']} dense layers x {size['width']} "
-        f"wide, Adam; {facts['ops']} ops, {facts['variables']} variables, "
-        f"bundle {facts['bundle_mb']:.1f} MB."
-    )
-    machine = (
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return (
         f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python "
-        f"{platform.python_version()}, TensorFlow {tf.__version__}, {platform.system()}. "
-        f"Each figure is the median of {facts['repeats']} fresh processes, timed after imports."
+        f"{platform.python_version()}, TensorFlow {tf.__version__}, {platform.system()}; "
+        f"load average at the end {load[0]:.2f}. Each figure is the median of {repeats} "
+        "fresh processes, timed after imports; memory is the peak resident size above "
+        "the size before the call."
     )
-    return "\n".join([*rows, "", model, machine])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--towers", type=int, default=40)
+    parser.add_argument("--towers", default="40", help="comma-separated tower counts")
     parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--width", default="64", help="comma-separated layer widths")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--cases", default="all", help=f"comma-separated: {', '.join(CASES)}")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    size = {"towers": args.towers, "layers": args.layers, "width": args.width}
 
     if args.child:
-        print(json.dumps({"seconds": _child(args.child, args.workdir, size)}))
+        size = {"towers": int(args.towers), "layers": args.layers, "width": int(args.width)}
+        print(json.dumps(_child(args.child, args.workdir, size)))
         return
-    with tempfile.TemporaryDirectory(prefix="nestgraph-bench-") as tmp:
-        workdir = Path(tmp)
-        facts = _prepare(workdir, size)
-        facts["repeats"] = args.repeats
-        seconds = {}
-        for case in CASES:
-            seconds[case] = _median_seconds(case, workdir, size, args.repeats)
-            print(f"{case}: {seconds[case]:.3f} s", file=sys.stderr)
-    print(_table(seconds, facts, size))
+    cases = list(CASES) if args.cases == "all" else args.cases.split(",")
+    rows = [
+        "| model (weights) | case | nestgraph | TensorFlow | time ratio | target |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    notes = []
+    for towers in (int(t) for t in args.towers.split(",")):
+        for width in (int(w) for w in args.width.split(",")):
+            size = {"towers": towers, "layers": args.layers, "width": width}
+            with tempfile.TemporaryDirectory(prefix="nestgraph-bench-") as tmp:
+                workdir = Path(tmp)
+                facts = _prepare(workdir, size)
+                results = {}
+                for case in cases:
+                    for child in CASES[case][:2]:
+                        results[child] = _median(child, workdir, size, args.repeats)
+                        print(f"{size} {child}: {results[child]}", file=sys.stderr)
+            rows.extend(_rows(results, facts, size))
+            notes.append(
+                f"{towers}x{args.layers}x{width}: {facts['ops']} ops, {facts['variables']} "
+                f"variables, bundle {facts['bundle_mb']:.1f} MB, one tower's weights "
+                f"{facts['tower_mb']:.1f} MB."
+            )
+    print("\n".join([*rows, "", *notes, "", _machine(args.repeats)]))
 
 
 if __name__ == "__main__":

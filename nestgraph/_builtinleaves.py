@@ -130,7 +130,8 @@ def _rebuild_partitioned(leaf: Leaf, elements: tuple[Any, ...], context: Rebuild
     module = sys.modules["tensorflow.python.ops.variables"]
     return module.PartitionedVariable(
         name=info.full_name,
-        shape=info.full_shape,
+        # A TensorShape, as get_variable(partitioner=...) gives it (get_shape().as_list()).
+        shape=sys.modules["tensorflow"].TensorShape(info.full_shape),
         dtype=parts[0].dtype.base_dtype,
         variable_list=list(parts),
         partitions=partitions,

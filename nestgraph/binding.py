@@ -42,7 +42,17 @@ from .nodes import (
 from .paths import PathTuple, format_path, parse_path
 from .spec import Spec, leaf_parts
 
-__all__ = ["CheckReport", "Finding", "Status", "bind", "check", "from_graph", "materialize"]
+__all__ = [
+    "CheckReport",
+    "Finding",
+    "Status",
+    "Validated",
+    "bind",
+    "check",
+    "from_graph",
+    "materialize",
+    "validate",
+]
 
 _MAX_SUGGESTIONS = 50
 
@@ -314,40 +324,81 @@ def _as_spec(spec: Any) -> Spec:
     )
 
 
-def bind(
+@dataclass
+class Validated:
+    """A spec checked against a graph (every name, element and class), ready to build.
+
+    ``validate`` does all the work that can fail on the spec; ``build`` only makes
+    objects, so a caller (``ng.load``) can validate before it opens a session and
+    build with that session afterwards.
+    """
+
+    spec: Spec
+    graph: Any
+    plan: _Plan
+    elements: dict[PathTuple, tuple[Any, ...]]
+    classes: dict[str, type | None]
+    allow: classpath.AllowPolicy
+    generic: bool
+
+    def build(self, session: Any = None, target: Any = None) -> Any:
+        """The rebuilt model (or sub-network); into ``target`` when one is given."""
+        context = registry.RebuildContext(
+            graph=self.graph, session=session, allow=self.allow, generic=self.generic
+        )
+        builder = Builder(self.spec, self.elements, self.classes, context)
+        plan = self.plan
+        if target is None:
+            return builder.value(plan.start, plan.start_node)
+        if not isinstance(plan.start_node, ObjectNode):
+            raise SpecError(
+                "GraphConvertible.from_graph needs a spec whose root (or subtree) is an object",
+                path=format_path(plan.start),
+            )
+        builder.objects[plan.start] = target
+        builder.set_fields(target, plan.start, plan.start_node.fields)
+        return target
+
+
+def validate(
     spec: Spec | Mapping[str, Any],
     graph: Any = None,
     *,
-    target: Any = None,
     subtree: str | None = None,
     import_scope: str | None = None,
     scope_map: Mapping[str, str] | None = None,
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
-    session: Any = None,
-) -> Any:
-    """``from_graph``, optionally into an existing ``target`` object (its root)."""
+    existing_root: bool = False,
+) -> Validated:
+    """Check ``spec`` against ``graph`` as ``from_graph`` does, raising one error for all."""
     spec = _as_spec(spec)
     graph = default_graph(graph)
     if subtree is not None:
         parse_path(subtree)  # a malformed path is a SpecError before any work
     patterns = classpath.normalize_allow(allow)
-    plan = _plan(spec, subtree, existing_root=target is not None)
+    plan = _plan(spec, subtree, existing_root=existing_root)
     findings, elements = _name_findings(plan, graph, NameMap(import_scope, scope_map))
     class_findings, classes = _class_findings(plan, patterns, generic)
     _raise_for([*findings, *class_findings])
-    context = registry.RebuildContext(graph=graph, session=session, allow=patterns, generic=generic)
-    builder = Builder(spec, elements, classes, context)
-    if target is None:
-        return builder.value(plan.start, plan.start_node)
-    if not isinstance(plan.start_node, ObjectNode):
-        raise SpecError(
-            "GraphConvertible.from_graph needs a spec whose root (or subtree) is an object",
-            path=format_path(plan.start),
-        )
-    builder.objects[plan.start] = target
-    builder.set_fields(target, plan.start, plan.start_node.fields)
-    return target
+    return Validated(spec, graph, plan, elements, classes, patterns, generic)
+
+
+def bind(
+    spec: Spec | Mapping[str, Any],
+    graph: Any = None,
+    *,
+    target: Any = None,
+    session: Any = None,
+    **options: Any,
+) -> Any:
+    """``from_graph``, optionally into an existing ``target`` object (its root).
+
+    ``options`` are ``validate``'s: ``subtree``, ``import_scope``, ``scope_map``,
+    ``allow``, ``generic``.
+    """
+    checked = validate(spec, graph, existing_root=target is not None, **options)
+    return checked.build(session, target)
 
 
 def from_graph(

@@ -265,10 +265,19 @@ def test_saver_is_added_once_per_graph_and_variable_set(
     _, loaded_session = load(tmp_path / "b.ng", allow=ALLOW)
     np.testing.assert_array_equal(_variable_values(loaded_session)["extra"], [1.0, 1.0])
 
-    # A loaded graph reuses the saver it came with.
-    loaded_count = len(loaded_session.graph.get_operations())
+    # A loaded graph never runs the saver it came with (its ops are the bundle's
+    # choice): its first save adds nestgraph's own saver, and later saves reuse it.
+    loaded_graph = loaded_session.graph
     dumps(None, loaded_session, spec=ng.to_graph(model))
-    assert len(loaded_session.graph.get_operations()) == loaded_count
+    loaded_count = len(loaded_graph.get_operations())
+    again = dumps(None, loaded_session, spec=ng.to_graph(model))
+    assert len(loaded_graph.get_operations()) == loaded_count
+    bundle_def, resaved_def = (
+        meta_graph_pb2.MetaGraphDef.FromString(dict(_members(data))["graph.pb"]).saver_def
+        for data in ((tmp_path / "b.ng").read_bytes(), again)
+    )
+    assert resaved_def.save_tensor_name != bundle_def.save_tensor_name
+    assert resaved_def.restore_op_name != bundle_def.restore_op_name
     loaded_session.close()
 
 
@@ -752,6 +761,12 @@ BAD_BUNDLES: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("empty", lambda d: b"", r"not a nestgraph bundle"),
     ("bit-flip", _flip_a_byte_of("graph.pb"), r"corrupt bundle: member graph\.pb is damaged"),
     (
+        # Weights are not hashed on load: TensorFlow checks each tensor's CRC-32C as it reads it.
+        "weights-flip",
+        _flip_a_byte_of("checkpoint/model.data-00000-of-00001"),
+        r"cannot restore the checkpoint: .*Checksum does not match",
+    ),
+    (
         "checksum",
         _edit_members(_same_size_spec),
         r"corrupt bundle: checksum mismatch for member spec\.yaml",
@@ -825,7 +840,12 @@ def test_a_failed_restore_leaves_no_open_session(
         ng.BundleError, match=r"<bytes>: variable\(s\) not in the bundle's checkpoint: tower_2/"
     ):
         loads(_zip(_resealed(members)), allow=ALLOW)
+    assert opened == []  # checked against the index before any session exists
 
+    # Weights damaged inside the data shard are found while restoring, in a session.
+    damaged = _flip_a_byte_of("checkpoint/model.data-00000-of-00001")(bundle_bytes)
+    with pytest.raises(ng.BundleError, match=r"<bytes>: cannot restore the checkpoint: .*Checksum"):
+        loads(damaged, allow=ALLOW)
     assert len(opened) == 1
     with pytest.raises(RuntimeError, match="closed Session"):
         opened[0].run(opened[0].graph.get_operations()[0])

@@ -301,3 +301,69 @@ def test_one_tower_of_the_benchmark_model_is_a_small_fraction(graph: tf.Graph) -
     assert len(_variable_names(pruned, "variables")) == 4
     assert "train_op" not in pruned.collection_def
     assert "global_step" not in pruned.collection_def
+
+
+@pytest.mark.parametrize("use_resource", [True, False])
+def test_variable_defs_name_the_same_nodes_read_either_way(
+    graph: tf.Graph, use_resource: bool
+) -> None:
+    from nestgraph.bundle._metagraph import _variable_def_refs, node_refs
+
+    w = tf1.get_variable("w", [2, 2], use_resource=use_resource)
+    tf1.get_variable("v", [2], initializer=tf1.constant_initializer(1.0), use_resource=use_resource)
+    tf1.get_variable(
+        "p", [4, 2], partitioner=tf1.fixed_size_partitioner(2), use_resource=use_resource
+    )
+    tf1.train.AdamOptimizer().minimize(tf.reduce_sum(w))
+    meta_graph = _export(graph)
+    nodes = _names(meta_graph)
+    raws = meta_graph.collection_def["variables"].bytes_list.value
+    assert len(raws) >= 6
+    for raw in raws:
+        proto = variable_pb2.VariableDef.FromString(raw)
+        assert sorted(_variable_def_refs(proto, nodes)) == sorted(node_refs(proto, nodes))
+
+
+def test_without_saver_drops_only_the_savers_own_ops(graph: tf.Graph) -> None:
+    from nestgraph.bundle._metagraph import without_saver
+
+    w = tf1.get_variable("w", [2], initializer=tf1.ones_initializer())
+    saver = tf1.train.Saver(sharded=True)
+    tf.add(w, 1.0, name="save/user")  # the user's own op in the saver's scope
+    meta_graph = _export(graph)
+    meta_graph.saver_def.CopyFrom(saver.as_saver_def())
+
+    lean = without_saver(meta_graph)
+
+    names = _names(lean)
+    assert {"w", "save/user"} <= names
+    assert saver.as_saver_def().restore_op_name not in names
+    assert not any(
+        n.op in ("SaveV2", "RestoreV2", "MergeV2Checkpoints") for n in lean.graph_def.node
+    )
+    assert not lean.HasField("saver_def")
+    assert _names(meta_graph) > names  # the input is not modified
+    imported = _import(lean)
+    assert [v.op.name for v in imported.get_collection("variables")] == ["w"]
+
+
+def test_partitioned_variable_seed_keeps_all_its_parts(graph: tf.Graph) -> None:
+    ids = tf1.placeholder(tf.int32, [None], name="ids")
+    emb = tf1.get_variable(
+        "emb", [7, 3], partitioner=tf1.fixed_size_partitioner(3), use_resource=False
+    )
+    tf1.get_variable("other", [7, 3], partitioner=tf1.fixed_size_partitioner(2))
+    tf.nn.embedding_lookup(emb, ids, name="lookup")
+    meta_graph = _export(graph)
+    assert "emb" not in _names(meta_graph)  # the seed is no node: only its parts are
+
+    pruned = prune_meta_graph(meta_graph, ["emb"])
+
+    parts = [v.name for v in emb]
+    assert sorted(_variable_names(pruned, "variables")) == sorted(parts)
+    assert not any(name.startswith("other") for name in _names(pruned))
+    imported = _import(pruned)
+    with imported.as_default():
+        rebuilt = tf1.global_variables()
+    assert sorted(v.name for v in rebuilt) == sorted(parts)
+    assert {v._save_slice_info.full_name for v in rebuilt} == {"emb"}

@@ -459,3 +459,22 @@ def test_a_saver_field_may_reach_its_checkpoint_ops_but_nothing_else() -> None:
     with pytest.raises(ng.BundleError, match=r"WriteFile 'evil' .* reached from saver\.restore"):
         ng.loads(hostile, generic=True)
     assert not os.path.exists("/tmp/nestgraph-should-not-exist")
+
+
+def test_an_embedding_lookup_on_a_partitioned_variable_scans_clean() -> None:
+    def embedding() -> Net:
+        ids = tf1.placeholder(tf.int64, [None], name="ids")
+        table = tf1.get_variable("table", [20, 4], partitioner=tf1.fixed_size_partitioner(3))
+        return Net(ids=ids, table=table, out=tf.nn.embedding_lookup(table, ids))
+
+    assert ng.scan(_dumps(embedding)).ok  # its Range ops count rows of existing tensors
+
+
+def test_allocations_sized_by_constants_or_products_of_sizes_stay_findings() -> None:
+    def quadratic() -> Net:
+        x = tf1.placeholder(tf.float32, [None], name="x")
+        n = tf.size(x)
+        return Net(x=x, out=tf.fill(tf.stack([n, n]), 1.0), r=tf.range(0, n * n))
+
+    report = ng.scan(_dumps(quadratic))
+    assert sorted(f.op_type for f in report.findings) == ["Fill", "Range"]

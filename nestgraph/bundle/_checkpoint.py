@@ -1,36 +1,36 @@
-"""Checkpoints in memory: save a session's variables to bytes and restore them.
+"""Checkpoints: save a session's variables to staged files a bundle streams in.
 
-TensorFlow's savers only write to file systems, so the checkpoint goes through
-a private ``ram://`` directory (TensorFlow's in-memory file system) that is
-deleted as soon as the bytes are read back. Nothing touches the local disk.
+Saving uses one sharded ``Saver`` per graph and variable set, made on first use
+and then reused: the cache holds only the ``SaverDef`` (names, no graph
+objects) under a weak reference to the graph, and ``Saver(saver_def=...)``
+rebuilds a saver from it without adding anything. The checkpoint is written
+to a staging directory (``ram://`` for in-memory bundles, a hidden directory
+beside the target for files) and streamed into the bundle from there.
 
-Savers add ops to a graph, so one is made per graph and variable set and then
-reused: the cache holds only the ``SaverDef`` (names, no graph objects) under a
-weak reference to the graph, and ``Saver(saver_def=...)`` rebuilds a saver from
-it without adding anything.
+Restoring is ``_restore``'s job: it never runs the bundle's ``saver_def``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
 
+from nestgraph import _atomic
 from nestgraph.errors import BundleError
 
 __all__ = [
     "CHECKPOINT_PREFIX",
-    "check_restorable",
-    "checkpoint_keys",
-    "materialized",
+    "came_from_bundle",
+    "mark_loaded",
     "ram_directory",
-    "remember_saver",
-    "restore_saver_for",
-    "save",
+    "saved_files",
     "saver_for",
 ]
 
@@ -41,6 +41,18 @@ CHECKPOINT_PREFIX = "model"
 # graph -> (variable-set key, SaverDef). Values hold no reference to the graph,
 # so the entry disappears with it.
 _SAVERS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], Any]] = weakref.WeakKeyDictionary()
+# Graphs imported from a bundle: every later run nestgraph makes in them is checked.
+_LOADED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def mark_loaded(graph: Any) -> None:
+    """Remember that ``graph`` holds ops a bundle chose."""
+    _LOADED.add(graph)
+
+
+def came_from_bundle(graph: Any) -> bool:
+    """True for a graph ``mark_loaded`` was called on."""
+    return graph in _LOADED
 
 
 @contextlib.contextmanager
@@ -55,6 +67,9 @@ def ram_directory() -> Iterator[str]:
             tf.io.gfile.rmtree(directory)
 
 
+# --------------------------------------------------------------------------- saving
+
+
 def _saveables_key(graph: Any) -> tuple[str, ...]:
     """What a default Saver would cover: global variables plus saveable objects."""
     names = [v.name for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)]
@@ -65,15 +80,12 @@ def _saveables_key(graph: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def remember_saver(graph: Any, saver_def: Any) -> None:
-    """Reuse ``saver_def`` for later saves of ``graph`` while its variables do not change."""
-    _SAVERS[graph] = (_saveables_key(graph), saver_def)
-
-
 def saver_for(graph: Any) -> Any | None:
     """The graph's cached sharded saver over all its variables, made on first use.
 
-    Returns None when the graph has nothing to save.
+    Returns None when the graph has nothing to save. A graph that came from a
+    bundle gets a saver of its own on its first save: the bundle's ``saver_def``
+    names ops the bundle chose, so it is never reused.
     """
     key = _saveables_key(graph)
     if not key:
@@ -93,64 +105,47 @@ def saver_for(graph: Any) -> Any | None:
     return saver
 
 
-def _var_list(variables: Sequence[Any]) -> dict[str, Any]:
-    """``{checkpoint key: variable}`` as the default Saver names them.
-
-    A partitioned variable's slices are grouped under their full name.
-    """
-    var_list: dict[str, Any] = {}
-    for variable in variables:
-        slice_info = getattr(variable, "_save_slice_info", None)
-        if slice_info is not None:
-            var_list.setdefault(slice_info.full_name, []).append(variable)
-        else:
-            var_list[variable.op.name] = variable
-    return var_list
-
-
-def check_restorable(variables: Sequence[Any], available: Mapping[str, Any]) -> None:
-    """Raise ``BundleError`` naming every variable the checkpoint (``{key: shape}``) lacks."""
-    missing = sorted(key for key in _var_list(variables) if key not in available)
-    if missing:
-        raise BundleError(f"variable(s) not in the bundle's checkpoint: {', '.join(missing)}")
-
-
-def restore_saver_for(variables: Sequence[Any]) -> Any:
-    """A sharded saver restoring ``variables`` under the keys they were saved with."""
-    return tf1.train.Saver(var_list=_var_list(variables), sharded=True, allow_empty=True)
-
-
-def save(session: Any, saver: Any) -> dict[str, bytes]:
-    """Run ``saver`` in ``session``; return the checkpoint files by name."""
-    # Savers run in graph mode only inside their graph's context.
-    with ram_directory() as directory, session.graph.as_default():
-        saver.save(
-            session, directory + CHECKPOINT_PREFIX, write_meta_graph=False, write_state=False
-        )
-        files = {}
-        for name in tf.io.gfile.listdir(directory):
-            if name.startswith(CHECKPOINT_PREFIX + "."):
-                with tf.io.gfile.GFile(directory + name, "rb") as f:
-                    files[name] = f.read()
-    return files
+def _staging_directory(beside: str | None) -> str:
+    if beside is None or _atomic.is_remote(beside):
+        return f"ram://nestgraph-{uuid.uuid4().hex}/"
+    return _atomic.temporary_sibling(beside) + "/"
 
 
 @contextlib.contextmanager
-def materialized(files: Mapping[str, bytes], prefix: str) -> Iterator[str]:
-    """The checkpoint ``files`` written to a private ``ram://`` directory.
+def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator[dict[str, Any]]:
+    """Save the variables; yield ``{checkpoint file name: open binary file}``.
 
-    Yields the checkpoint prefix to pass to ``Saver.restore``; the directory is
-    deleted on exit.
+    With a local ``beside`` path, the files are written to a hidden directory
+    next to it (the same disk the bundle goes to, so nothing is held in
+    memory); otherwise to ``ram://``. Local files are unlinked as soon as they
+    are open, so a killed process leaves no staging directory behind.
     """
-    with ram_directory() as directory:
-        for name, data in files.items():
-            with tf.io.gfile.GFile(directory + name, "wb") as f:
-                f.write(data)
-        yield directory + prefix
-
-
-def checkpoint_keys(prefix_path: str) -> dict[str, Any]:
-    """``{key: shape}`` of the checkpoint at ``prefix_path``, read from its index."""
-    reader = tf1.train.NewCheckpointReader(prefix_path)
-    shapes: dict[str, Any] = reader.get_variable_to_shape_map()
-    return shapes
+    directory = _staging_directory(beside)
+    local = not _atomic.is_remote(directory)
+    files: dict[str, Any] = {}
+    try:
+        if local:
+            os.mkdir(directory, 0o700)
+        else:
+            tf.io.gfile.makedirs(directory)
+        # Savers run in graph mode only inside their graph's context.
+        with session.graph.as_default():
+            saver.save(
+                session, directory + CHECKPOINT_PREFIX, write_meta_graph=False, write_state=False
+            )
+        names = os.listdir(directory) if local else tf.io.gfile.listdir(directory)
+        for name in sorted(names):
+            if name.startswith(CHECKPOINT_PREFIX + "."):
+                path = directory + name
+                files[name] = open(path, "rb") if local else tf.io.gfile.GFile(path, "rb")  # noqa: SIM115
+        if local:
+            shutil.rmtree(directory)
+        yield files
+    finally:
+        for file in files.values():
+            file.close()
+        if local:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            with contextlib.suppress(tf.errors.NotFoundError):
+                tf.io.gfile.rmtree(directory)

@@ -303,11 +303,13 @@ def _bounded(node: Any, sized: tuple[int, str, int], lookup: Lookup) -> bool:
     if mode == "shape" and source.op in ("Shape", "ShapeN"):
         # As large as a tensor that exists already (times the input, for Tile).
         return True
+    if node.op == "Range":
+        return _range_bounded(data_inputs, source, lookup, limit)
+    if mode == "count" and _from_sizes(source, lookup, _MAX_SIZE_DEPTH):
+        return True
     values = _const_ints(source)
     if values is None:
         return False
-    if node.op == "Range":
-        return _range_bounded(data_inputs, values, lookup, limit)
     if mode == "pads":
         return all(0 <= v <= limit for v in values)
     if mode == "count":
@@ -322,18 +324,80 @@ def _bounded(node: Any, sized: tuple[int, str, int], lookup: Lookup) -> bool:
     return True
 
 
-def _range_bounded(inputs: list[str], limit_values: list[int], lookup: Lookup, limit: int) -> bool:
-    ends = []
-    for ref in (inputs[0], inputs[2]) if len(inputs) >= 3 else ():
-        source = _through_identity(ref, lookup)
-        values = _const_ints(source) if source is not None else None
-        if values is None or len(values) != 1:
-            return False
-        ends.append(values[0])
-    if len(ends) != 2 or len(limit_values) != 1 or ends[1] == 0:
+def _range_bounded(inputs: list[str], limit_source: Any, lookup: Lookup, limit: int) -> bool:
+    """A ``Range`` is bounded by constants, or by existing sizes with an integral step."""
+    if len(inputs) < 3:
         return False
-    start, delta = ends
-    return 0 <= (limit_values[0] - start) // delta <= limit
+    start_node, delta_node = (_through_identity(ref, lookup) for ref in (inputs[0], inputs[2]))
+    start = _const_ints(start_node) if start_node is not None else None
+    delta = _const_ints(delta_node) if delta_node is not None else None
+    if delta is None or len(delta) != 1 or delta[0] == 0:
+        return False
+    limit_values = _const_ints(limit_source)
+    if start is not None and len(start) == 1 and limit_values is not None:
+        return len(limit_values) == 1 and 0 <= (limit_values[0] - start[0]) // delta[0] <= limit
+    # range(0, tf.size(x)) and the like (embedding lookups make these): no more
+    # elements than a tensor that exists already.
+    start_ok = (start is not None and len(start) == 1 and start[0] >= 0) or (
+        start_node is not None and _from_sizes(start_node, lookup, _MAX_SIZE_DEPTH)
+    )
+    return start_ok and abs(delta[0]) >= 1 and _from_sizes(limit_source, lookup, _MAX_SIZE_DEPTH)
+
+
+# Ops that keep a value linear in the sizes it is computed from: what
+# ``_from_sizes`` follows. Multiplication is not among them (size * size is not
+# linear), except by a small constant, which ``_from_sizes`` allows explicitly.
+_SIZE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+_LINEAR_OPS = frozenset(
+    {
+        "Identity",
+        "Cast",
+        "Squeeze",
+        "ExpandDims",
+        "Reshape",
+        "Pack",
+        "ConcatV2",
+        "Concat",
+        "Add",
+        "AddV2",
+        "Sub",
+        "Maximum",
+        "Minimum",
+        "Abs",
+    }
+)
+_FIRST_INPUT_OPS = frozenset({"StridedSlice", "Slice", "GatherV2", "Gather", "FloorDiv", "Prod"})
+_MAX_SIZE_DEPTH = 12
+
+
+def _from_sizes(node: Any, lookup: Lookup, depth: int) -> bool:
+    """True when ``node`` computes a value linear in the sizes of tensors that exist already."""
+    if node is None or depth <= 0:
+        return False
+    if node.op in _SIZE_OPS:
+        return True
+    if node.op in ("Const", "HostConst"):
+        values = _const_ints(node)
+        return values is not None and all(abs(v) <= MAX_FACTOR for v in values)
+    data = [ref for ref in node.input if not ref.startswith("^")]
+    if node.op in _FIRST_INPUT_OPS and data:
+        return _from_sizes(lookup(data[0]), lookup, depth - 1)
+    if node.op in ("Mul",) and len(data) == 2:
+        a, b = (lookup(ref) for ref in data)
+        small = [n for n in (a, b) if n is not None and n.op == "Const" and _small_const(n)]
+        other = [n for n in (a, b) if n not in small]
+        return len(small) >= 1 and all(_from_sizes(n, lookup, depth - 1) for n in other)
+    if node.op in _LINEAR_OPS and data:
+        operands = data if node.op not in ("Reshape", "ConcatV2", "ExpandDims") else data[:-1]
+        if node.op == "Concat":
+            operands = data[1:]
+        return all(_from_sizes(lookup(ref), lookup, depth - 1) for ref in operands)
+    return False
+
+
+def _small_const(node: Any) -> bool:
+    values = _const_ints(node)
+    return values is not None and all(abs(v) <= MAX_FACTOR for v in values)
 
 
 def _through_identity(ref: str, lookup: Lookup) -> Any:
