@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import sys
 import zipfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from hypothesis import strategies as st
 from tensorflow.core.protobuf import meta_graph_pb2, tensor_bundle_pb2
 
 import nestgraph as ng
-from nestgraph.bundle import _restore, _tensorbundle, _zipstream, dumps, load, loads, save
+from nestgraph.bundle import _restore, _tensorbundle, dumps, load, loads, save
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -366,26 +365,6 @@ def test_save_to_an_unseekable_stream_writes_the_same_bundle(bundle: bytes) -> N
     save(model, session, out)  # type: ignore[arg-type]
     assert bytes(out.data) == dumps(model, session)
     session.close()
-
-
-def test_unpack_parts_locates_every_shard_without_reading_it(bundle: bytes) -> None:
-    parts = _zipstream.unpack_parts(io.BytesIO(bundle), "b.ng")
-    members = dict(_members(bundle))
-    assert parts.index == members["checkpoint/model.index"]
-    for name, stored in parts.shards.items():
-        assert bundle[stored.offset : stored.offset + stored.size] == members["checkpoint/" + name]
-    manifest = json.loads(members["manifest.json"])
-    for name, entry in manifest["parts"].items():
-        assert entry["sha256"] == hashlib.sha256(members[name]).hexdigest()
-
-
-def test_a_bundle_without_a_checkpoint_has_no_parts() -> None:
-    out = io.BytesIO()
-    _zipstream.pack_streamed(b"g", b"s", {}, None, out, {"nestgraph": "t", "tensorflow": "t"})
-    parts = _zipstream.unpack_parts(io.BytesIO(out.getvalue()), "b.ng")
-    assert parts.index is None and parts.shards == {}
-    assert parts.contents.graph == b"g"
-    assert re.search(rb'"checkpoint_prefix": null', out.getvalue())
 
 
 # --------------------------------------------------------------------------- shards and slices

@@ -15,6 +15,7 @@ import pytest
 
 import nestgraph as ng
 from nestgraph.bundle._container import BundleContents, pack, unpack, unpack_file
+from nestgraph.bundle._zipstream import pack_streamed, unpack_parts
 
 CONTENTS = BundleContents(
     graph=b"graph bytes",
@@ -236,3 +237,46 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(
     monkeypatch.setattr(_container, "check_regular", lambda path: None)  # lost the race
     with pytest.raises(ng.BundleError, match="swapped.ng: is a FIFO"):
         unpack_file(str(fifo))
+
+
+def _streamed(contents: BundleContents = CONTENTS) -> bytes:
+    out = io.BytesIO()
+    files = {name: io.BytesIO(data) for name, data in contents.checkpoint.items()}
+    pack_streamed(
+        contents.graph,
+        contents.spec,
+        files,
+        contents.checkpoint_prefix,
+        out,
+        {"nestgraph": "test", "tensorflow": "none"},
+    )
+    return out.getvalue()
+
+
+def test_streamed_bundles_hold_what_packed_ones_do() -> None:
+    streamed = _streamed()
+    again = unpack(io.BytesIO(streamed), "b.ng")
+    assert again.graph == CONTENTS.graph and again.spec == CONTENTS.spec
+    assert dict(again.checkpoint) == dict(CONTENTS.checkpoint)
+    assert again.manifest == unpack(io.BytesIO(_packed()), "b.ng").manifest
+
+
+def test_unpack_parts_locates_every_shard_without_reading_it() -> None:
+    streamed = _streamed()
+    parts = unpack_parts(io.BytesIO(streamed), "b.ng")
+    assert parts.index == b"index"
+    (name, stored), *_ = parts.shards.items()
+    assert name == "model.data-00000-of-00001"
+    assert streamed[stored.offset : stored.offset + stored.size] == b"weights" * 1000
+    # The weights are not hashed: damage there is found when they are read (by TensorFlow).
+    damaged = _damage(streamed, "checkpoint/model.data-00000-of-00001", b"evil")
+    assert unpack_parts(io.BytesIO(damaged), "b.ng").shards.keys() == parts.shards.keys()
+    with pytest.raises(ng.BundleError, match="checksum mismatch for member checkpoint/model.index"):
+        unpack_parts(io.BytesIO(_damage(streamed, "checkpoint/model.index", b"evil")), "b.ng")
+
+
+def test_a_bundle_without_a_checkpoint_has_no_parts() -> None:
+    streamed = _streamed(BundleContents(graph=b"g", spec=b"s"))
+    parts = unpack_parts(io.BytesIO(streamed), "b.ng")
+    assert parts.index is None and parts.shards == {}
+    assert parts.contents.graph == b"g" and parts.contents.checkpoint_prefix is None
