@@ -19,6 +19,7 @@ def test_every_command_runs_its_function() -> None:
         "show": ["m.yaml"],
         "flatten": ["m.yaml"],
         "summary": ["m.ng"],
+        "scan": ["m.ng", "--subtree", "heads"],
         "check": ["m.yaml", "m.meta"],
         "diff": ["a", "b"],
         "rescope": ["m.yaml", "a/", "b/"],

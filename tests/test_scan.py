@@ -329,21 +329,25 @@ def test_recursive_functions_terminate() -> None:
 # --------------------------------------------------------------------------- the command
 
 
-def test_the_command_prints_a_table_and_exits_by_the_rule(tmp_path: Path) -> None:
+def test_the_command_prints_a_table_and_exits_by_the_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nestgraph import cli
+
     clean, dirty = tmp_path / "clean.ng", tmp_path / "dirty.ng"
     clean.write_bytes(_dumps(_small_dense))
     dirty.write_bytes(_dumps(_with_py_func))
-    status, text = _scan.run_command(str(clean))
-    assert status == 0 and text.startswith(f"{clean}: clean")
-    status, text = _scan.run_command(str(dirty))
-    assert status == 1
+    assert cli.main(["scan", str(clean)]) == 0
+    assert capsys.readouterr().out.startswith(f"{clean}: clean")
+    assert cli.main(["scan", str(dirty)]) == 1
+    text = capsys.readouterr().out
     assert "PyFunc" in text and "callback" in text and "python" in text
     assert "calls a Python function" in text
-    status, text = _scan.run_command(str(tmp_path / "missing.ng"))
-    assert status == 2 and "no such" in text
+    assert cli.main(["scan", str(tmp_path / "missing.ng")]) == 2
+    assert "no such" in capsys.readouterr().err
     if os.path.exists("/dev/zero"):
-        status, text = _scan.run_command("/dev/zero")
-        assert status == 2 and "character device" in text
+        assert cli.main(["scan", "/dev/zero"]) == 2
+        assert "nestgraph: error: /dev/zero" in capsys.readouterr().err
 
 
 def test_findings_are_data() -> None:
@@ -351,7 +355,7 @@ def test_findings_are_data() -> None:
     assert isinstance(report, ng.ScanReport)
     with pytest.raises(AttributeError):
         report.findings = ()  # type: ignore[misc]
-    assert _scan.exit_status(report) == 1 and str(report) == _scan.format_report(report)
+    assert not report.ok and str(report) == _scan.format_report(report)
 
 
 def test_the_table_names_real_op_types_and_leaves_pure_ops_alone() -> None:

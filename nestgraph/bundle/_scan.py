@@ -25,16 +25,14 @@ from typing import IO, Any
 
 from nestgraph import registry
 from nestgraph.bundle import _closure, _container
-from nestgraph.errors import BundleError, NestgraphError
+from nestgraph.errors import BundleError
 from nestgraph.spec import Spec
 
 __all__ = [
     "ScanFinding",
     "ScanReport",
-    "exit_status",
     "format_report",
     "refuse_untrusted",
-    "run_command",
     "scan",
     "scan_meta_graph",
 ]
@@ -42,7 +40,6 @@ __all__ = [
 _BYTES_SOURCE = "<bytes>"
 _MAX_LISTED = 20  # findings shown in a refusal; the report holds all of them
 _MAX_PATHS_SHOWN = 5
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -144,20 +141,6 @@ def format_report(report: ScanReport) -> str:
         lines.append(f"listed ops that no bound field reaches ({len(report.unreached)}; not run):")
         lines.extend(_table(report.unreached, with_paths=False))
     return "\n".join(lines)
-
-
-def exit_status(report: ScanReport) -> int:
-    """The ``nestgraph scan`` exit status: 0 clean, 1 findings (2 is for bad input)."""
-    return EXIT_CLEAN if report.ok else EXIT_FINDINGS
-
-
-def run_command(bundle: str, subtree: str | None = None) -> tuple[int, str]:
-    """``nestgraph scan BUNDLE``: ``(exit status, text to print)``; 2 when the input is bad."""
-    try:
-        report = scan(bundle, subtree=subtree)
-    except NestgraphError as exc:
-        return EXIT_BAD_INPUT, f"error: {exc}"
-    return exit_status(report), format_report(report)
 
 
 # --------------------------------------------------------------------------- reading

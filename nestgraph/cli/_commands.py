@@ -272,11 +272,25 @@ def serve_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- scan
+
+
+def scan(args: argparse.Namespace) -> int:
+    """Exit 0 when no bound field reaches an op that acts outside the session, else 1."""
+    open_local(args.bundle).close()
+    quiet_tensorflow(args.debug)
+    with tensorflow_work("scanning the bundle", args.debug):
+        report = ng.scan(args.bundle, subtree=args.subtree)
+    print(report)
+    return EXIT_OK if report.ok else EXIT_DIFFERENT
+
+
 #: Command name -> its function, in the order ``--help`` lists them.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": show,
     "flatten": flatten,
     "summary": summary,
+    "scan": scan,
     "check": check,
     "diff": diff,
     "rescope": rescope,

@@ -129,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a spec file: the graph its variables' shapes and dtypes come from",
     )
 
+    scan = command(
+        "scan",
+        _commands.scan,
+        "list the ops that can act outside the session (files, network, Python callbacks, ...) "
+        "that bound fields reach, with their dotted paths (exit 1 when there are any)",
+        "examples:\n  nestgraph scan download/model.ng\n"
+        "  nestgraph scan model.ng --subtree heads.cls\n\n"
+        "The graph is read from the protobuf, never imported or run. ng.load refuses a\n"
+        "bundle with findings unless it is given trusted=True.",
+    )
+    scan.add_argument("bundle", metavar="BUNDLE")
+    scan.add_argument("--subtree", metavar="PATH", help="scan only what this part binds")
+
     check = command(
         "check",
         _commands.check,
