@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
+from typing import Any
 
 # Must be set before TensorFlow is imported anywhere in this process:
 # tf.compat.v1.layers needs Keras 2 (the tf-keras package).
@@ -57,3 +62,47 @@ def run_python(
 def run_python_fixture() -> Callable[..., subprocess.CompletedProcess[str]]:
     """:func:`run_python`, as a fixture."""
     return run_python
+
+
+# --------------------------------------------------------------------------- zip helpers
+# One set, for every test that takes a bundle apart or puts a hostile one together.
+
+Members = list[tuple[str, bytes]]
+
+
+def bundle_members(data: bytes) -> Members:
+    """``(name, bytes)`` of every member of the zip ``data``, in order."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return [(info.filename, archive.read(info)) for info in archive.infolist()]
+
+
+def zip_members(members: Members, compression: int = zipfile.ZIP_STORED) -> bytes:
+    """A zip of ``members`` as they are (a manifest that no longer matches stays so)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def sealed(members: Members) -> bytes:
+    """A zip of ``members`` whose manifest's sizes and checksums match them again."""
+    manifest = json.loads(dict(members)["manifest.json"])
+    manifest["parts"] = {
+        n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+        for n, d in members
+        if n != "manifest.json"
+    }
+    rest = [(n, d) for n, d in members if n != "manifest.json"]
+    return zip_members([("manifest.json", json.dumps(manifest).encode()), *rest])
+
+
+def edit_graph(data: bytes, edit: Callable[[Any], None]) -> bytes:
+    """The bundle ``data`` with its MetaGraphDef changed by ``edit``, checksums valid."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    members = bundle_members(data)
+    meta_graph = meta_graph_pb2.MetaGraphDef.FromString(dict(members)["graph.pb"])
+    edit(meta_graph)
+    graph_bytes = meta_graph.SerializeToString()
+    return sealed([(n, graph_bytes if n == "graph.pb" else d) for n, d in members])

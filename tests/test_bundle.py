@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import Members, bundle_members, zip_members
 from tensorflow.core.protobuf import meta_graph_pb2
 
 import nestgraph as ng
@@ -43,8 +44,6 @@ from benchmarks._models import (  # noqa: E402
 tf1 = tf.compat.v1
 ALLOW = helpers.ALLOW
 WIDTH = 8
-
-Members = list[tuple[str, bytes]]
 
 
 def _build(
@@ -87,19 +86,6 @@ def _variable_values(session: Any) -> dict[str, np.ndarray]:
 
 def _tower_outputs(session: Any, model: TowerModel) -> list[np.ndarray]:
     return session.run([t.out for t in model.towers], {model.x: _x()})
-
-
-def _members(data: bytes) -> Members:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [(info.filename, archive.read(info)) for info in archive.infolist()]
-
-
-def _zip(members: Members, compression: int = zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, data in members:
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _manifest(members: Members) -> dict[str, Any]:
@@ -273,7 +259,7 @@ def test_saver_is_added_once_per_graph_and_variable_set(
     again = dumps(None, loaded_session, spec=ng.to_graph(model))
     assert len(loaded_graph.get_operations()) == loaded_count
     bundle_def, resaved_def = (
-        meta_graph_pb2.MetaGraphDef.FromString(dict(_members(data))["graph.pb"]).saver_def
+        meta_graph_pb2.MetaGraphDef.FromString(dict(bundle_members(data))["graph.pb"]).saver_def
         for data in ((tmp_path / "b.ng").read_bytes(), again)
     )
     assert resaved_def.save_tensor_name != bundle_def.save_tensor_name
@@ -586,7 +572,7 @@ def test_export_freeze_turns_variables_into_constants(
 
     export(model, session, tmp_path / "frozen.ng", subtree="towers.2", freeze=True)
 
-    members = _members((tmp_path / "frozen.ng").read_bytes())
+    members = bundle_members((tmp_path / "frozen.ng").read_bytes())
     assert [name for name, _ in members] == ["manifest.json", "graph.pb", "spec.yaml"]
     assert _manifest(members)["checkpoint_prefix"] is None
     spec = ng.Spec.from_yaml(dict(members)["spec.yaml"])
@@ -676,7 +662,9 @@ def test_variables_on_two_devices_save_as_shards_and_load_unchanged(tmp_path: Pa
 
     save(model, session, path)
 
-    shards = [n for n, _ in _members(path.read_bytes()) if n.startswith("checkpoint/model.data")]
+    shards = [
+        n for n, _ in bundle_members(path.read_bytes()) if n.startswith("checkpoint/model.data")
+    ]
     assert len(shards) == 3  # one per device, and one for the unplaced optimizer state
     expected = _variable_values(session)
     loaded, loaded_session = load(path, allow=ALLOW, config=config)
@@ -714,7 +702,7 @@ def _flip_a_byte_of(member: str) -> Callable[[bytes], bytes]:
 
 
 def _edit_members(edit: Callable[[Members], Members]) -> Callable[[bytes], bytes]:
-    return lambda data: _zip(edit(_members(data)))
+    return lambda data: zip_members(edit(bundle_members(data)))
 
 
 def _future_version(members: Members) -> Members:
@@ -789,7 +777,7 @@ BAD_BUNDLES: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("traversal", _edit_members(_evil_name), r"unexpected member 'checkpoint/\.\./evil'"),
     (
         "compressed",
-        lambda d: _zip(_members(d), compression=zipfile.ZIP_DEFLATED),
+        lambda d: zip_members(bundle_members(d), compression=zipfile.ZIP_DEFLATED),
         r"implausible manifest\.json|is compressed",
     ),
 ]
@@ -823,9 +811,9 @@ def test_a_failed_restore_leaves_no_open_session(
 ) -> None:
     # A well-formed bundle whose checkpoint lacks some of the graph's variables.
     small_model, small_session = _build(towers=2)
-    other = dict(_members(dumps(small_model, small_session)))
+    other = dict(bundle_members(dumps(small_model, small_session)))
     members = [
-        (n, other[n] if n.startswith("checkpoint/") else d) for n, d in _members(bundle_bytes)
+        (n, other[n] if n.startswith("checkpoint/") else d) for n, d in bundle_members(bundle_bytes)
     ]
     opened: list[Any] = []
     real_init = tf1.Session.__init__
@@ -839,7 +827,7 @@ def test_a_failed_restore_leaves_no_open_session(
     with pytest.raises(
         ng.BundleError, match=r"<bytes>: variable\(s\) not in the bundle's checkpoint: tower_2/"
     ):
-        loads(_zip(_resealed(members)), allow=ALLOW)
+        loads(zip_members(_resealed(members)), allow=ALLOW)
     assert opened == []  # checked against the index before any session exists
 
     # Weights damaged inside the data shard are found while restoring, in a session.

@@ -9,20 +9,18 @@ load restores from.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import bundle_members, edit_graph, sealed
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tensorflow.core.protobuf import meta_graph_pb2, tensor_bundle_pb2
+from tensorflow.core.protobuf import tensor_bundle_pb2
 
 import nestgraph as ng
 from nestgraph.bundle import _restore, _tensorbundle, dumps, load, loads, save
@@ -34,7 +32,6 @@ from benchmarks._models import build_tower_model, single_thread_config  # noqa: 
 
 tf1 = tf.compat.v1
 ALLOW = ["benchmarks._models.*"]
-Members = list[tuple[str, bytes]]
 
 
 def _build(towers: int = 2, width: int = 4) -> tuple[Any, Any]:
@@ -44,36 +41,6 @@ def _build(towers: int = 2, width: int = 4) -> tuple[Any, Any]:
         session = tf1.Session(graph=graph, config=single_thread_config())
         session.run(tf1.global_variables_initializer())
     return model, session
-
-
-def _members(data: bytes) -> Members:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [(info.filename, archive.read(info)) for info in archive.infolist()]
-
-
-def _sealed(members: Members) -> bytes:
-    """A zip of ``members`` whose manifest's checksums match them."""
-    manifest = json.loads(dict(members)["manifest.json"])
-    manifest["parts"] = {
-        n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
-        for n, d in members
-        if n != "manifest.json"
-    }
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr("manifest.json", json.dumps(manifest))
-        for name, data in members:
-            if name != "manifest.json":
-                archive.writestr(name, data)
-    return out.getvalue()
-
-
-def _edit_graph(data: bytes, edit: Any) -> bytes:
-    members = _members(data)
-    meta_graph = meta_graph_pb2.MetaGraphDef.FromString(dict(members)["graph.pb"])
-    edit(meta_graph)
-    graph_bytes = meta_graph.SerializeToString()
-    return _sealed([(n, graph_bytes if n == "graph.pb" else d) for n, d in members])
 
 
 def _write_file_nodes(target: Path, name: str = "evil") -> list[Any]:
@@ -103,7 +70,7 @@ def test_a_restore_op_name_that_writes_a_file_is_never_run(bundle: bytes, tmp_pa
         meta_graph.saver_def.restore_op_name = "evil"
         meta_graph.saver_def.save_tensor_name = "evil/contents:0"
 
-    hostile = _edit_graph(bundle, hijack)
+    hostile = edit_graph(bundle, hijack)
     (tmp_path / "hostile.ng").write_bytes(hostile)
 
     for model, session in (loads(hostile, allow=ALLOW), load(tmp_path / "hostile.ng", allow=ALLOW)):
@@ -124,7 +91,7 @@ def test_a_variable_wired_to_a_file_write_is_refused_before_anything_runs(
         (variable,) = [n for n in meta_graph.graph_def.node if n.name == "tower_1/layer_0/w"]
         variable.input.append("^evil")
 
-    hostile = _edit_graph(bundle, wire)
+    hostile = edit_graph(bundle, wire)
     with pytest.raises(
         ng.BundleError,
         match=r"<bytes>: restoring the checkpoint: would run op 'evil' of type WriteFile",
@@ -195,9 +162,12 @@ def test_every_run_of_a_load_has_a_timeout(bundle: bytes, monkeypatch: pytest.Mo
 
 
 def _swap_checkpoint(graph_source: bytes, checkpoint_source: bytes) -> bytes:
-    weights = dict(_members(checkpoint_source))
-    return _sealed(
-        [(n, weights[n] if n.startswith("checkpoint/") else d) for n, d in _members(graph_source)]
+    weights = dict(bundle_members(checkpoint_source))
+    return sealed(
+        [
+            (n, weights[n] if n.startswith("checkpoint/") else d)
+            for n, d in bundle_members(graph_source)
+        ]
     )
 
 
@@ -235,13 +205,13 @@ def test_a_checkpoint_of_another_dtype_is_refused(tmp_path: Path) -> None:
 
 
 def test_damaged_weights_are_caught_when_read_and_only_then(bundle: bytes, tmp_path: Path) -> None:
-    members = _members(bundle)
+    members = bundle_members(bundle)
     index = _tensorbundle.CheckpointIndex(dict(members)["checkpoint/model.index"], "index")
     entry = index.entries(["tower_1/layer_0/w"])["tower_1/layer_0/w"]
     data_name = "checkpoint/model.data-00000-of-00001"
     data = bytearray(dict(members)[data_name])
     data[entry.offset + entry.size // 2] ^= 0x01
-    damaged = _sealed([(n, bytes(data) if n == data_name else d) for n, d in members])
+    damaged = sealed([(n, bytes(data) if n == data_name else d) for n, d in members])
     (tmp_path / "damaged.ng").write_bytes(damaged)
 
     for attempt in (
@@ -257,7 +227,7 @@ def test_damaged_weights_are_caught_when_read_and_only_then(bundle: bytes, tmp_p
 
 
 def test_an_entry_pointing_outside_its_shard_is_refused(bundle: bytes) -> None:
-    members = _members(bundle)
+    members = bundle_members(bundle)
     index = _tensorbundle.CheckpointIndex(dict(members)["checkpoint/model.index"], "index")
     entries = index.entries()
     entries["tower_0/layer_0/b"].offset = 10**9
@@ -266,7 +236,7 @@ def test_an_entry_pointing_outside_its_shard_is_refused(bundle: bytes) -> None:
         _tensorbundle.CheckpointIndex(forged, "forged").header.SerializeToString()
     )
     assert header.num_shards == 1
-    hostile = _sealed([(n, forged if n.endswith(".index") else d) for n, d in members])
+    hostile = sealed([(n, forged if n.endswith(".index") else d) for n, d in members])
     with pytest.raises(
         ng.BundleError, match=r"entry 'tower_0/layer_0/b' lies outside its data shard"
     ):
@@ -285,8 +255,8 @@ def test_an_entry_pointing_outside_its_shard_is_refused(bundle: bytes) -> None:
     ],
 )
 def test_a_malformed_index_is_a_bundle_error(bundle: bytes, index: bytes, message: str) -> None:
-    members = _members(bundle)
-    hostile = _sealed([(n, index if n.endswith(".index") else d) for n, d in members])
+    members = bundle_members(bundle)
+    hostile = sealed([(n, index if n.endswith(".index") else d) for n, d in members])
     with pytest.raises(
         ng.BundleError, match=r"<bytes>: corrupt bundle: checkpoint index .*" + message
     ):
@@ -379,7 +349,7 @@ def test_sharded_bundles_load_from_bytes_whole_and_in_part() -> None:
         session.run(tf1.global_variables_initializer())
         expected = session.run(model.towers[1].layers[0].w)
     data = dumps(model, session)
-    assert sum(n.startswith("checkpoint/model.data") for n, _ in _members(data)) > 1
+    assert sum(n.startswith("checkpoint/model.data") for n, _ in bundle_members(data)) > 1
 
     loaded, loaded_session = loads(data, allow=ALLOW, config=config)
     np.testing.assert_array_equal(loaded_session.run(loaded.towers[1].layers[0].w), expected)
@@ -429,7 +399,7 @@ def test_saving_or_exporting_a_loaded_graph_runs_only_nestgraphs_save(
         ]
         read.input.append("^evil")
 
-    hostile = _edit_graph(bundle, wire_read)
+    hostile = edit_graph(bundle, wire_read)
     model, session = loads(hostile, allow=ALLOW)  # the restore does not reach the read op
     message = r"saving a loaded graph: would run op 'evil' of type WriteFile"
     with pytest.raises(ng.BundleError, match=message):
@@ -464,7 +434,7 @@ def test_without_symbolic_links_a_load_copies_just_the_needed_tensors(
 def test_bundles_packed_by_the_first_writer_still_load(bundle: bytes) -> None:
     from nestgraph.bundle._container import BundleContents, pack
 
-    members = dict(_members(bundle))
+    members = dict(bundle_members(bundle))
     checkpoint = {
         n[len("checkpoint/") :]: d for n, d in members.items() if n.startswith("checkpoint/")
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,13 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import edit_graph
 from tensorflow.core.framework import node_def_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
 
 import nestgraph as ng
 from benchmarks._models import build_tower_model
 from nestgraph.bundle import _closure, _scan
-from nestgraph.bundle._container import BundleContents, pack, unpack
 
 tf1 = tf.compat.v1
 ALLOW = ["benchmarks._models.*"]
@@ -37,22 +35,6 @@ def _dumps(build: Callable[[], Any]) -> bytes:
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
             return ng.dumps(model, session)
-
-
-def _repack(blob: bytes, edit: Callable[[Any], None]) -> bytes:
-    """The bundle with its MetaGraphDef changed by ``edit``, checksums made valid again."""
-    contents = unpack(io.BytesIO(blob), "b")
-    meta_graph = meta_graph_pb2.MetaGraphDef.FromString(contents.graph)
-    edit(meta_graph)
-    out = io.BytesIO()
-    changed = BundleContents(
-        graph=meta_graph.SerializeToString(),
-        spec=contents.spec,
-        checkpoint=contents.checkpoint,
-        checkpoint_prefix=contents.checkpoint_prefix,
-    )
-    pack(changed, out, {"nestgraph": "test", "tensorflow": tf.__version__})
-    return out.getvalue()
 
 
 def _small_dense() -> Net:
@@ -281,13 +263,13 @@ def test_an_unknown_op_type_or_missing_function_is_a_finding() -> None:
         caller.attr["f"].func.name = "no_such_function"
         out.input.append("^caller")
 
-    report = ng.scan(_repack(blob, edit))
+    report = ng.scan(edit_graph(blob, edit))
     assert sorted((f.op, f.family) for f in report.findings) == [
         ("caller", "unknown"),
         ("mystery", "unknown"),
     ]
     with pytest.raises(ng.BundleError, match="NotARealOpAnywhere 'mystery'"):
-        ng.loads(_repack(blob, edit))
+        ng.loads(edit_graph(blob, edit))
 
 
 def test_cycles_and_long_chains_are_walked_without_recursion() -> None:
@@ -302,7 +284,7 @@ def test_cycles_and_long_chains_are_walked_without_recursion() -> None:
         out = next(n for n in meta_graph.graph_def.node if n.name == "out")
         out.input.append(f"^chain_{length // 2}")
 
-    (finding,) = ng.scan(_repack(blob, edit)).findings
+    (finding,) = ng.scan(edit_graph(blob, edit)).findings
     assert finding.op == "chain_0" and finding.paths == ("out",)
 
 
@@ -322,7 +304,7 @@ def test_recursive_functions_terminate() -> None:
         out = next(n for n in meta_graph.graph_def.node if n.name == "out")
         out.input.append("^enter")
 
-    (finding,) = ng.scan(_repack(blob, edit)).findings
+    (finding,) = ng.scan(edit_graph(blob, edit)).findings
     assert (finding.op_type, finding.function, finding.paths) == ("EagerPyFunc", "pong", ("out",))
 
 
@@ -387,7 +369,7 @@ def test_thousands_of_listed_ops_are_capped_in_the_report(monkeypatch: pytest.Mo
             _add_node(meta_graph, f"say_{i}", "PrintV2", [])
             out.input.append(f"^say_{i}")
 
-    report = ng.scan(_repack(blob, edit))
+    report = ng.scan(edit_graph(blob, edit))
     # Ten tracked one by one (the Saver's own ops among them, unreached), then one for the rest.
     assert len(report.findings) + len(report.unreached) == 11
     listed = len(report.findings) - 1
@@ -414,7 +396,7 @@ def test_a_constant_that_inflates_is_an_allocation_finding(monkeypatch: pytest.M
             meta_graph.graph_def.node.append(node)
             out.input.append(f"^{name}")
 
-    (finding,) = ng.scan(_repack(blob, edit)).findings
+    (finding,) = ng.scan(edit_graph(blob, edit)).findings
     assert (finding.op, finding.family) == ("inflated", "allocation")
     assert "declaring 200 elements from 1 values" in finding.reason
 
@@ -437,7 +419,7 @@ def test_a_long_chain_of_functions_is_walked_once() -> None:
             meta_graph.graph_def.node.append(caller)
             out.input.append(f"^call_{i}")
 
-    (finding,) = ng.scan(_repack(blob, edit)).findings
+    (finding,) = ng.scan(edit_graph(blob, edit)).findings
     assert (finding.op_type, finding.function) == ("EagerPyFunc", f"f_{length - 1}")
 
 

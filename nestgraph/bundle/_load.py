@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -186,27 +185,6 @@ def _opened(path: PathOrFile) -> Iterator[tuple[str, IO[bytes], str | None]]:
         yield file, stream, file
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold off Python's cyclic garbage collector while a graph is parsed and imported.
-
-    Parsing and importing make hundreds of thousands of protobuf and
-    ``tf.Operation`` objects, and every few hundred allocations the collector
-    scans them all again. Measured on the 40-tower benchmark model (4 loads
-    each way, one process, a loaded 2-core machine): a full load took 7.2 s
-    with the collector paused and 10.2 s without; a one-tower load was the same
-    either way (0.32 s against 0.29 s, within the noise). Nothing made here
-    needs collecting before the load returns.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _parse(parts: BundleParts, file: str) -> tuple[Spec, Any]:
     spec = Spec.from_yaml(parts.contents.spec, source=f"{file}:spec.yaml")
     meta_graph = meta_graph_pb2.MetaGraphDef()
@@ -228,7 +206,12 @@ def _open(
     config: Any,
     placement: _Placement,
 ) -> tuple[Any, Any]:
-    with _gc_paused():
+    # Parsing and importing make hundreds of thousands of protobuf and tf.Operation
+    # objects, and the cyclic collector would scan them all again every few hundred
+    # allocations: measured on the 40-tower benchmark model (4 loads each way, one
+    # process, a loaded 2-core machine), a full load took 7.2 s with it paused and
+    # 10.2 s without; a one-tower load was the same either way.
+    with _metagraph.gc_paused():
         spec, meta_graph = _parse(parts, file)
         try:
             if subtree is not None:
