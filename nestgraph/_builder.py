@@ -219,7 +219,7 @@ def _generic_namedtuple(class_path: str, fields: tuple[str, ...]) -> type | None
         cls = collections.namedtuple(name, fields, module=__name__)  # type: ignore[misc]
     except ValueError:
         return None
-    cls.__nestgraph_class__ = class_path  # type: ignore[attr-defined]
+    cls.nestgraph_class = class_path  # type: ignore[attr-defined]  # as ng.Node names it
     _generic_tuples[key] = cls
     while len(_generic_tuples) > _MAX_GENERIC_TUPLES:
         _generic_tuples.popitem(last=False)

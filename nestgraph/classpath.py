@@ -184,11 +184,15 @@ def _why(pattern: str) -> str:
     return _ACCEPTED
 
 
+# Where nestgraph makes the stand-in namedtuple classes of ``generic=True``.
+_GENERIC_HOME = "nestgraph._builder"
+
+
 def class_path_of(cls: type) -> str:
     """``module:QualName`` for a class (a generic class keeps the path it came from)."""
-    original = cls.__dict__.get("__nestgraph_class__")
-    if isinstance(original, str):
-        return original
+    original = cls.__dict__.get("nestgraph_class")
+    if isinstance(original, str) and cls.__dict__.get("__module__") == _GENERIC_HOME:
+        return original  # a stand-in namedtuple class nestgraph made for that path
     return f"{_module_name(cls.__module__)}:{cls.__qualname__}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,13 @@ def test_read_json(tmp_path: Path) -> None:
 def test_spec_errors_without_a_source_get_the_file_name() -> None:
     with pytest.raises(InputError, match=r"m\.yaml: nope: no 'nope' here"), _inputs.about("m.yaml"):
         ng.Spec.from_dict({"nestgraph": 1, "root": {"dict": {}}}).resolve("nope")
+
+
+def test_non_regular_files_are_refused_before_they_are_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="pipe: is a FIFO"):
+        _inputs.open_local(str(fifo))  # would block forever if it were opened
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(InputError, match="/dev/zero: is a character device"):
+            _inputs.read_json("/dev/zero")

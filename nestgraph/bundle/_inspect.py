@@ -19,7 +19,7 @@ import io
 import os
 from typing import IO, Any
 
-from nestgraph._atomic import is_remote
+from nestgraph._atomic import is_remote, not_regular
 from nestgraph.bundle._container import GRAPH, SPEC, BundleContents, unpack
 from nestgraph.errors import BundleError
 from nestgraph.spec import Spec
@@ -65,6 +65,10 @@ def _read(source: Source, size: int | None = None) -> bytes:
 
 
 def _open_local(file: str) -> IO[bytes]:
+    irregular = not_regular(file)
+    if irregular is not None:
+        # A FIFO would block the open and /dev/zero never ends; a regular file has a size.
+        raise BundleError(f"is {irregular}, not a file", file=file)
     try:
         return open(file, "rb")
     except FileNotFoundError:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from nestgraph._atomic import is_remote
+from nestgraph._atomic import is_remote, not_regular
 from nestgraph.bundle import is_bundle, read_spec
 from nestgraph.errors import NestgraphError, SpecError
 from nestgraph.spec import Spec
@@ -62,6 +62,10 @@ def open_local(file: str) -> IO[bytes]:
             "(the Python API reads scheme:// paths)",
             file=file,
         )
+    irregular = not_regular(file)
+    if irregular is not None:
+        # A FIFO would block the open and /dev/zero never ends; a regular file has a size.
+        raise InputError(f"is {irregular}, not a file", file=file)
     try:
         return open(file, "rb")
     except FileNotFoundError:
