@@ -30,7 +30,7 @@ from nestgraph import _atomic
 from nestgraph.binding import check
 from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
 from nestgraph.bundle._zipstream import pack_streamed
-from nestgraph.convertible import to_graph
+from nestgraph.convertible import spec_for_save
 from nestgraph.errors import BindingError, BundleError, SpecError
 from nestgraph.nodes import describe
 from nestgraph.spec import Spec
@@ -177,12 +177,12 @@ def _tensor_info(tensor: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
-def _spec_of(model: Any, spec: Spec | None) -> Spec:
-    if spec is not None:
-        if not isinstance(spec, Spec):
-            raise TypeError(f"spec must be an ng.Spec, not {type(spec).__name__}")
-        return spec
-    return to_graph(model)
+def _spec_of(model: Any, spec: Spec | None, stacklevel: int = 4) -> Spec:
+    """The checked spec to write; ``stacklevel`` 4 names the line that called the public API."""
+    if spec is not None and not isinstance(spec, Spec):
+        raise TypeError(f"spec must be an ng.Spec, not {type(spec).__name__}")
+    # One frame for spec_for_save itself, one for this function, one for the API.
+    return spec_for_save(model, spec, stacklevel=stacklevel)
 
 
 def _check_bound(spec: Spec, graph: Any) -> None:

@@ -1,0 +1,91 @@
+"""Safety at save time: nothing lost silently, no mixed-up graphs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import nestgraph as ng
+
+tf1 = tf.compat.v1
+
+
+class Net:
+    def __init__(self, scale: float = 2.0) -> None:
+        self.x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        self.w = tf1.get_variable("w", initializer=tf.constant([[1.0], [scale]]))
+        self.y = tf.matmul(self.x, self.w, name="y")
+
+
+def _session(graph: Any) -> Any:
+    session = tf1.Session(graph=graph)
+    with graph.as_default():
+        session.run(tf1.global_variables_initializer())
+    return session
+
+
+def _net(scale: float = 2.0) -> tuple[Any, Any]:
+    graph = tf.Graph()
+    with graph.as_default():
+        net = Net(scale)
+    return net, _session(graph)
+
+
+@pytest.mark.parametrize("writer", ["save", "dumps", "export"])
+def test_a_model_that_binds_nothing_is_refused(tmp_path: Any, writer: str) -> None:
+    _, session = _net()
+
+    class Empty:
+        def __init__(self) -> None:
+            self.rate = 0.1
+
+    with pytest.raises(ng.NestgraphError, match=r"<root>.*binds no tensor"):
+        _write(writer, Empty(), session, tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_skipped_root_is_refused(tmp_path: Any) -> None:
+    _, session = _net()
+    with pytest.raises(ng.NestgraphError, match=r"<root>.*cannot be recorded"):
+        ng.save(lambda: None, session, tmp_path / "m.ng")
+    assert os.listdir(tmp_path) == []
+
+
+def _write(writer: str, model: Any, session: Any, tmp_path: Any) -> Any:
+    if writer == "save":
+        return ng.save(model, session, tmp_path / "m.ng")
+    if writer == "dumps":
+        return ng.dumps(model, session)
+    return ng.export(model, session, tmp_path / "m.ng")
+
+
+@pytest.mark.parametrize("writer", ["save", "dumps", "export"])
+def test_skipped_fields_warn_once_at_the_callers_line(tmp_path: Any, writer: str) -> None:
+    net, session = _net()
+    net.callback = lambda v: v  # type: ignore[attr-defined]
+    net.session = object()  # type: ignore[attr-defined]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _write(writer, net, session, tmp_path)
+    ours = [w for w in caught if issubclass(w.category, ng.SkippedFieldsWarning)]
+    assert len(ours) == 1
+    assert issubclass(ours[0].category, UserWarning)
+    message = str(ours[0].message)
+    assert "callback:" in message and "session:" in message
+    assert ours[0].filename == __file__
+
+
+def test_a_fully_recorded_model_saves_without_warning(tmp_path: Any) -> None:
+    net, session = _net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ng.SkippedFieldsWarning)
+        ng.save(net, session, tmp_path / "m.ng")
+    loaded, loaded_session = ng.load(tmp_path / "m.ng", generic=True)
+    x = np.array([[1.0, 1.0]], np.float32)
+    assert loaded_session.run(loaded.y, {loaded.x: x}).tolist() == [[3.0]]
+    loaded_session.close()
