@@ -29,6 +29,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph import _atomic
 from nestgraph.binding import check
 from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
+from nestgraph.bundle._sessions import raw_session
 from nestgraph.bundle._zipstream import pack_streamed
 from nestgraph.convertible import spec_for_save
 from nestgraph.errors import BindingError, BundleError, SpecError
@@ -70,7 +71,8 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
 
     Args:
       model: the model object (walked with ``ng.to_graph``).
-      session: the ``tf.compat.v1.Session`` holding the variables' values.
+      session: the ``tf.compat.v1.Session`` holding the variables' values, or a
+        wrapper of one (``MonitoredSession``, ``MonitoredTrainingSession``).
       path: where to write.
       spec: use this spec instead of walking ``model``.
 
@@ -79,13 +81,21 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
     carries that saver's ``saver_def``, so ``tf.compat.v1.train.import_meta_graph``
     plus ``Saver.restore`` read a bundle without nestgraph.
     """
-    graph_bytes, spec_bytes, saver = _prepare(session, _spec_of(model, spec))
+    _save_checked(session, path, _spec_of(model, spec))
+
+
+def _save_checked(session: Any, path: PathOrFile, spec: Spec) -> None:
+    """``save`` of an already checked spec (``BundleSaverHook`` walks its model once)."""
+    session = raw_session(session)
+    graph_bytes, spec_bytes, saver = _prepare(session, spec)
     _write(path, graph_bytes, spec_bytes, session, saver)
 
 
 def dumps(model: Any, session: Any, *, spec: Spec | None = None) -> bytes:
     """The bundle ``save`` would write, as bytes; nothing is written to disk."""
-    graph_bytes, spec_bytes, saver = _prepare(session, _spec_of(model, spec))
+    model_spec = _spec_of(model, spec)
+    session = raw_session(session)
+    graph_bytes, spec_bytes, saver = _prepare(session, model_spec)
     buffer = io.BytesIO()
     with _checkpoint_files(session, saver) as files:
         _pack(graph_bytes, spec_bytes, files, buffer)
@@ -116,7 +126,7 @@ def export(
     """
     full_spec = _spec_of(model, spec)
     sub_spec = full_spec.subtree(subtree) if subtree is not None else full_spec
-    _extract(session, sub_spec, freeze, path)
+    _extract(raw_session(session), sub_spec, freeze, path)
 
 
 def export_saved_model(
@@ -140,6 +150,7 @@ def export_saved_model(
     directory is fine).
     """
     model_spec = _spec_of(model, spec)
+    session = raw_session(session)
     graph = session.graph
     signature_inputs = _signature_tensors(model_spec, graph, inputs, "input")
     signature_outputs = _signature_tensors(model_spec, graph, outputs, "output")
