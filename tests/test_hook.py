@@ -55,7 +55,8 @@ def test_save_accepts_a_monitored_session_on_a_finalized_graph(tmp_path: Any) ->
             ng.save(model, session, tmp_path / "m.ng")
             blob = ng.dumps(model, session)
             expected = session.run(model.w)
-    for loaded, loaded_session in (ng.load(tmp_path / "m.ng", generic=True), ng.loads(blob, generic=True)):
+    loads = (ng.load(tmp_path / "m.ng", generic=True), ng.loads(blob, generic=True))
+    for loaded, loaded_session in loads:
         np.testing.assert_array_equal(loaded_session.run(loaded.w), expected)
         assert loaded_session.run(loaded.global_step) == 1
         loaded_session.close()
@@ -63,9 +64,12 @@ def test_save_accepts_a_monitored_session_on_a_finalized_graph(tmp_path: Any) ->
 
 def test_a_finalized_graph_without_a_prepared_saver_is_refused(tmp_path: Any) -> None:
     graph, model = _model()
-    with graph.as_default(), tf1.train.MonitoredSession() as session:
-        with pytest.raises(ng.BundleError, match="finalized.*BundleSaverHook"):
-            ng.save(model, session, tmp_path / "m.ng")
+    with (
+        graph.as_default(),
+        tf1.train.MonitoredSession() as session,
+        pytest.raises(ng.BundleError, match="finalized.*BundleSaverHook"),
+    ):
+        ng.save(model, session, tmp_path / "m.ng")
     assert not os.listdir(tmp_path)
 
 
