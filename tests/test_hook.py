@@ -110,3 +110,11 @@ def test_the_hook_needs_one_schedule_and_a_global_step(tmp_path: Any) -> None:
         hook = ng.BundleSaverHook(tiny, tmp_path, save_steps=1)
         with pytest.raises(ng.BundleError, match="global step"):
             hook.begin()
+
+
+def test_the_hook_refuses_a_model_of_another_graph(tmp_path: Any) -> None:
+    _, model = _model()
+    other, _ = _model()
+    hook = ng.BundleSaverHook(model, tmp_path, save_steps=1)
+    with other.as_default(), pytest.raises(ng.BindingError, match=r"not in session.graph"):
+        hook.begin()

@@ -89,3 +89,24 @@ def test_a_fully_recorded_model_saves_without_warning(tmp_path: Any) -> None:
     x = np.array([[1.0, 1.0]], np.float32)
     assert loaded_session.run(loaded.y, {loaded.x: x}).tolist() == [[3.0]]
     loaded_session.close()
+
+
+@pytest.mark.parametrize("writer", ["save", "dumps", "export"])
+def test_a_model_of_another_graph_is_refused(tmp_path: Any, writer: str) -> None:
+    # Two models with identical names in separate graphs: the names alone match.
+    _, first_session = _net(scale=2.0)
+    second, _ = _net(scale=5.0)
+    listed = r"^x: 3 element\(s\).*\n  x: 'x:0'.*\n  w: 'w:0'.*\n  y: 'y:0'"
+    with pytest.raises(ng.BindingError, match=listed) as caught:
+        _write(writer, second, first_session, tmp_path)
+    assert caught.value.path == "x"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_mixed_model_lists_every_foreign_element(tmp_path: Any) -> None:
+    net, session = _net()
+    other, _ = _net()
+    net.other_w = other.w  # type: ignore[attr-defined]
+    with pytest.raises(ng.BindingError, match=r"1 element\(s\).*\n  other_w: 'w:0'") as caught:
+        ng.save(net, session, tmp_path / "m.ng")
+    assert caught.value.path == "other_w"

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from nestgraph import _atomic
 from nestgraph.bundle import _checkpoint
-from nestgraph.bundle._save import _check_bound, _save_checked
+from nestgraph.bundle._save import _check_bound, _save_checked, walk_in
 from nestgraph.convertible import spec_for_save
 from nestgraph.errors import BundleError
 from nestgraph.spec import Spec
@@ -96,6 +96,7 @@ class BundleSaverHook(tf1.train.SessionRunHook):  # type: ignore[name-defined]
         if max_to_keep is not None and max_to_keep < 0:
             raise ValueError(f"max_to_keep must be None or >= 0, not {max_to_keep}")
         self._spec = spec_for_save(model, spec, stacklevel=3)
+        self._model = model if spec is None else None
         self._directory = os.fspath(directory)
         _atomic.check_scheme(self._directory)
         self._timer = tf1.train.SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
@@ -111,6 +112,8 @@ class BundleSaverHook(tf1.train.SessionRunHook):  # type: ignore[name-defined]
                 "create it with tf.compat.v1.train.get_or_create_global_step()",
                 file=self._directory,
             )
+        if self._model is not None:
+            walk_in(self._model, graph)  # refuses elements of another graph
         _check_bound(self._spec, graph)
         # The graph is finalized after begin(); the saver must exist before that.
         _checkpoint.saver_for(graph)

@@ -32,9 +32,11 @@ from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runche
 from nestgraph.bundle._sessions import raw_session
 from nestgraph.bundle._zipstream import pack_streamed
 from nestgraph.convertible import spec_for_save
-from nestgraph.errors import BindingError, BundleError, SpecError
+from nestgraph.errors import BindingError, BundleError, Problem, SpecError
 from nestgraph.nodes import describe
+from nestgraph.paths import PathTuple, format_path
 from nestgraph.spec import Spec
+from nestgraph.walker import walk
 
 try:  # Logged once per API, not per call; the caller asked for the TF1 behaviour.
     from tensorflow.python.util.deprecation import silence as _quiet_deprecations
@@ -81,7 +83,7 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
     carries that saver's ``saver_def``, so ``tf.compat.v1.train.import_meta_graph``
     plus ``Saver.restore`` read a bundle without nestgraph.
     """
-    _save_checked(session, path, _spec_of(model, spec))
+    _save_checked(session, path, _spec_of(model, spec, session))
 
 
 def _save_checked(session: Any, path: PathOrFile, spec: Spec) -> None:
@@ -93,7 +95,7 @@ def _save_checked(session: Any, path: PathOrFile, spec: Spec) -> None:
 
 def dumps(model: Any, session: Any, *, spec: Spec | None = None) -> bytes:
     """The bundle ``save`` would write, as bytes; nothing is written to disk."""
-    model_spec = _spec_of(model, spec)
+    model_spec = _spec_of(model, spec, session)
     session = raw_session(session)
     graph_bytes, spec_bytes, saver = _prepare(session, model_spec)
     buffer = io.BytesIO()
@@ -124,7 +126,7 @@ def export(
         (``convert_variables_to_constants``); the spec's variable bindings become
         tensor bindings and the bundle has no checkpoint.
     """
-    full_spec = _spec_of(model, spec)
+    full_spec = _spec_of(model, spec, session)
     sub_spec = full_spec.subtree(subtree) if subtree is not None else full_spec
     _extract(raw_session(session), sub_spec, freeze, path)
 
@@ -149,7 +151,7 @@ def export_saved_model(
     appears complete or not at all; ``export_dir`` must not exist yet (an empty
     directory is fine).
     """
-    model_spec = _spec_of(model, spec)
+    model_spec = _spec_of(model, spec, session)
     session = raw_session(session)
     graph = session.graph
     signature_inputs = _signature_tensors(model_spec, graph, inputs, "input")
@@ -188,12 +190,41 @@ def _tensor_info(tensor: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
-def _spec_of(model: Any, spec: Spec | None, stacklevel: int = 4) -> Spec:
-    """The checked spec to write; ``stacklevel`` 4 names the line that called the public API."""
+def _spec_of(model: Any, spec: Spec | None, session: Any, stacklevel: int = 4) -> Spec:
+    """The checked spec to write; ``stacklevel`` 4 names the line that called the public API.
+
+    A walked model's elements must all live in ``session.graph``: two models
+    built in separate graphs with the same names would otherwise pass the
+    name check, and the bundle would hold the other graph's weights.
+    """
     if spec is not None and not isinstance(spec, Spec):
         raise TypeError(f"spec must be an ng.Spec, not {type(spec).__name__}")
+    if spec is None:
+        spec = walk_in(model, raw_session(session).graph)
     # One frame for spec_for_save itself, one for this function, one for the API.
     return spec_for_save(model, spec, stacklevel=stacklevel)
+
+
+def walk_in(model: Any, graph: Any) -> Spec:
+    """``to_graph(model)``, refusing (``BindingError``) elements of a graph other than ``graph``."""
+    foreign: list[Problem] = []
+
+    def check_graph(path: PathTuple, value: Any) -> None:
+        element_graph = getattr(value, "graph", None)
+        if element_graph is not None and element_graph is not graph:
+            name = getattr(value, "name", type(value).__name__)
+            foreign.append(Problem(format_path(path), f"{name!r} is not in session.graph"))
+
+    spec = Spec(walk(model, on_leaf=check_graph))
+    if foreign:
+        raise BindingError(
+            f"{len(foreign)} element(s) of the model belong to another tf.Graph than "
+            "the session's (a model built in a different graph, or the wrong session); "
+            "the bundle would hold that graph's names with this session's weights:\n"
+            + "\n".join(f"  {problem}" for problem in foreign),
+            path=foreign[0].path,
+        )
+    return spec
 
 
 def _check_bound(spec: Spec, graph: Any) -> None:
