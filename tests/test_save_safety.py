@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import nestgraph as ng
+from nestgraph.bundle import read_spec
 
 tf1 = tf.compat.v1
 
@@ -110,3 +111,59 @@ def test_a_mixed_model_lists_every_foreign_element(tmp_path: Any) -> None:
     with pytest.raises(ng.BindingError, match=r"1 element\(s\).*\n  other_w: 'w:0'") as caught:
         ng.save(net, session, tmp_path / "m.ng")
     assert caught.value.path == "other_w"
+
+
+# --------------------------------------------------------------------------- loading next to others
+
+
+def _agent_bundle(tmp_path: Any, name: str, scale: float) -> Any:
+    net, session = _net(scale)
+    with session.graph.as_default():
+        net.steps = tf1.get_local_variable("steps", initializer=tf.constant(7))  # type: ignore[attr-defined]
+    session.run(net.steps.initializer)  # type: ignore[attr-defined]
+    path = tmp_path / name
+    ng.save(net, session, path)
+    return path
+
+
+def test_two_agents_with_identical_names_load_into_one_graph(tmp_path: Any) -> None:
+    first = _agent_bundle(tmp_path, "a.ng", 2.0)
+    second = _agent_bundle(tmp_path, "b.ng", 5.0)
+    shared = tf.Graph()
+    with shared.as_default():
+        own = tf.constant(1.0, name="own")
+    agent_a, session_a = ng.load(first, generic=True, graph=shared, import_scope="agent_a")
+    agent_b, session_b = ng.loads(second.read_bytes(), generic=True, graph=shared, import_scope="b/")
+    assert session_a.graph is shared and session_b.graph is shared
+    assert agent_a.y.name == "agent_a/y:0" and agent_b.w.name == "b/w:0"
+    x = np.array([[1.0, 1.0]], np.float32)
+    assert session_a.run(agent_a.y, {agent_a.x: x}).tolist() == [[3.0]]
+    assert session_b.run(agent_b.y, {agent_b.x: x}).tolist() == [[6.0]]
+    assert session_a.run(agent_a.steps) == 7 and session_b.run(agent_b.steps) == 7
+    assert session_a.run(own) == 1.0
+    # The same bundle, bound through the same prefix by from_graph.
+    again = ng.from_graph(read_spec(first), shared, import_scope="agent_a", generic=True)
+    assert again.w.name == agent_a.w.name
+    session_a.close()
+    session_b.close()
+
+
+def test_a_load_that_would_be_renamed_is_refused(tmp_path: Any) -> None:
+    path = _agent_bundle(tmp_path, "a.ng", 2.0)
+    shared = tf.Graph()
+    _, session = ng.load(path, generic=True, graph=shared, import_scope="agent")
+    session.close()
+    with pytest.raises(ng.BundleError, match=r"import_scope 'agent' is already used"):
+        ng.load(path, generic=True, graph=shared, import_scope="agent")
+    with pytest.raises(ng.BundleError, match=r"already has ops named 'x'.*import_scope"):
+        ng.load(path, generic=True, graph=_graph_with_op("x"))
+    scoped, scoped_session = ng.load(path, generic=True, import_scope="only")
+    assert scoped.x.name == "only/x:0"
+    scoped_session.close()
+
+
+def _graph_with_op(name: str) -> Any:
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.constant(0.0, name=name)
+    return graph

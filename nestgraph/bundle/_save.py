@@ -413,9 +413,9 @@ def _refuse_existing_directory(path: str) -> None:
         raise BundleError("already exists; remove it or choose another export_dir", file=path)
 
 
-def import_graph(meta_graph: Any) -> None:
-    """Import into the default graph without creating a Saver."""
+def import_graph(meta_graph: Any, import_scope: str | None = None) -> None:
+    """Import into the default graph (names under ``import_scope``) without creating a Saver."""
     if _import_scoped_meta_graph is not None:
-        _import_scoped_meta_graph(meta_graph)
+        _import_scoped_meta_graph(meta_graph, import_scope=import_scope)
     else:  # pragma: no cover
-        tf1.train.import_meta_graph(meta_graph)
+        tf1.train.import_meta_graph(meta_graph, import_scope=import_scope)
