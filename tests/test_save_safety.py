@@ -133,7 +133,8 @@ def test_two_agents_with_identical_names_load_into_one_graph(tmp_path: Any) -> N
     with shared.as_default():
         own = tf.constant(1.0, name="own")
     agent_a, session_a = ng.load(first, generic=True, graph=shared, import_scope="agent_a")
-    agent_b, session_b = ng.loads(second.read_bytes(), generic=True, graph=shared, import_scope="b/")
+    blob = second.read_bytes()
+    agent_b, session_b = ng.loads(blob, generic=True, graph=shared, import_scope="b/")
     assert session_a.graph is shared and session_b.graph is shared
     assert agent_a.y.name == "agent_a/y:0" and agent_b.w.name == "b/w:0"
     x = np.array([[1.0, 1.0]], np.float32)
