@@ -168,3 +168,17 @@ def _graph_with_op(name: str) -> Any:
     with graph.as_default():
         tf.constant(0.0, name=name)
     return graph
+
+
+@pytest.mark.parametrize("writer", ["save", "export", "freeze", "saved_model"])
+def test_a_missing_directory_is_named_by_the_users_path(tmp_path: Any, writer: str) -> None:
+    net, session = _net()
+    target = tmp_path / "missing" / "m.ng"
+    with pytest.raises(ng.BundleError, match=r"m\.ng: cannot write: the directory .*missing"):
+        if writer == "save":
+            ng.save(net, session, target)
+        elif writer == "saved_model":
+            ng.export_saved_model(net, session, target, {"x": "x"}, {"y": "y"})
+        else:
+            ng.export(net, session, target, freeze=writer == "freeze")
+    assert os.listdir(tmp_path) == []

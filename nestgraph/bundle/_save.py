@@ -83,6 +83,7 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
     carries that saver's ``saver_def``, so ``tf.compat.v1.train.import_meta_graph``
     plus ``Saver.restore`` read a bundle without nestgraph.
     """
+    _check_destination(path)
     _save_checked(session, path, _spec_of(model, spec, session))
 
 
@@ -126,6 +127,7 @@ def export(
         (``convert_variables_to_constants``); the spec's variable bindings become
         tensor bindings and the bundle has no checkpoint.
     """
+    _check_destination(path)
     full_spec = _spec_of(model, spec, session)
     sub_spec = full_spec.subtree(subtree) if subtree is not None else full_spec
     _extract(raw_session(session), sub_spec, freeze, path)
@@ -151,6 +153,7 @@ def export_saved_model(
     appears complete or not at all; ``export_dir`` must not exist yet (an empty
     directory is fine).
     """
+    _check_destination(export_dir)
     model_spec = _spec_of(model, spec, session)
     session = raw_session(session)
     graph = session.graph
@@ -401,6 +404,22 @@ def _signature_tensors(
                 path=reference,
             ) from None
     return tensors
+
+
+def _check_destination(path: Any) -> None:
+    """Refuse a local target whose directory is missing, naming the path the user gave.
+
+    Checked before any work; otherwise the first failure would name a temporary file.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    target = os.fspath(path)
+    if _atomic.is_remote(target):
+        return  # object stores have no directories to be missing
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise BundleError(f"cannot write: the directory {parent!r} {what}", file=target)
 
 
 def _refuse_existing_directory(path: str) -> None:
