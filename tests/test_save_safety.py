@@ -182,3 +182,65 @@ def test_a_missing_directory_is_named_by_the_users_path(tmp_path: Any, writer: s
         else:
             ng.export(net, session, target, freeze=writer == "freeze")
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- frozen exports
+
+
+class BatchNormNet:
+    def __init__(self) -> None:
+        self.x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        self.training = tf1.placeholder_with_default(False, [], name="training")
+        hidden = tf1.layers.dense(self.x, 4, name="dense")
+        self.out = tf1.layers.batch_normalization(hidden, training=self.training, name="bn")
+        self.loss = tf.reduce_mean(tf.square(self.out - 1.0), name="loss")
+        self.global_step = tf1.train.get_or_create_global_step()
+        with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+            self.train_op = tf1.train.AdamOptimizer(0.1).minimize(
+                self.loss, global_step=self.global_step
+            )
+        self.updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+        self.reset = tf1.assign(self.global_step, 0, name="reset")
+
+
+def test_a_frozen_export_leaves_out_what_updates_variables(tmp_path: Any) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        net = BatchNormNet()
+    session = _session(graph)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    for _ in range(3):
+        session.run(net.train_op, {net.x: x, net.training: True})
+    expected = session.run(net.out, {net.x: x})
+    with pytest.warns(ng.SkippedFieldsWarning, match=r"freeze=True: 4 fields update") as caught:
+        ng.export(net, session, tmp_path / "frozen.ng", freeze=True)
+    message = str(caught[0].message)
+    for path in ("train_op:", "updates.0:", "updates.1:", "reset:"):
+        assert f"\n  {path}" in message
+    assert caught[0].filename == __file__
+    spec = read_spec(tmp_path / "frozen.ng")
+    assert spec.skipped["train_op"].startswith("frozen: it updates variables (")
+    assert "loss" not in spec.skipped and "out" not in spec.skipped
+    frozen, frozen_session = ng.load(tmp_path / "frozen.ng", generic=True)
+    assert frozen_session.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) == []
+    np.testing.assert_allclose(frozen_session.run(frozen.out, {frozen.x: x}), expected, rtol=1e-6)
+    assert isinstance(frozen.train_op, ng.SkippedField)
+    frozen_session.close()
+
+
+def test_a_frozen_export_of_only_updates_is_refused(tmp_path: Any) -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        net = BatchNormNet()
+    session = _session(graph)
+    with pytest.raises(ng.BundleError, match=r"train_op: freeze=True: every bound field updates"):
+        ng.export(net, session, tmp_path / "frozen.ng", subtree="train_op", freeze=True)
+    assert os.listdir(tmp_path) == []
+    # Unfrozen, the same sub-network exports and loads back with its variables.
+    ng.export(net, session, tmp_path / "train.ng", subtree="train_op")
+    train_op, train_session = ng.load(tmp_path / "train.ng")
+    assert train_op.name == net.train_op.name
+    train_session.run(train_op, {"x:0": np.ones((2, 3), np.float32), "training:0": True})
+    assert train_session.run("global_step/Read/ReadVariableOp:0") == 1
+    train_session.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -29,9 +30,10 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph import _atomic
 from nestgraph.binding import check
 from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
+from nestgraph.bundle._freeze import repair_function_reads, without_updates
 from nestgraph.bundle._sessions import raw_session
 from nestgraph.bundle._zipstream import pack_streamed
-from nestgraph.convertible import spec_for_save
+from nestgraph.convertible import SkippedFieldsWarning, spec_for_save
 from nestgraph.errors import BindingError, BundleError, Problem, SpecError
 from nestgraph.nodes import describe
 from nestgraph.paths import PathTuple, format_path
@@ -125,12 +127,16 @@ def export(
       subtree: dotted path of the sub-network; None exports what the whole spec binds.
       freeze: replace the variables by constants holding their current values
         (``convert_variables_to_constants``); the spec's variable bindings become
-        tensor bindings and the bundle has no checkpoint.
+        tensor bindings and the bundle has no checkpoint. Fields that update
+        variables (train ops, ``UPDATE_OPS``, assigns) cannot run on constants:
+        they are left out, written as ``skipped frozen: it updates variables (...)``,
+        and a ``SkippedFieldsWarning`` lists them; if nothing else is bound, a
+        ``BundleError`` lists them instead.
     """
     _check_destination(path)
     full_spec = _spec_of(model, spec, session)
     sub_spec = full_spec.subtree(subtree) if subtree is not None else full_spec
-    _extract(raw_session(session), sub_spec, freeze, path)
+    _extract(raw_session(session), sub_spec, freeze, path, subtree)
 
 
 def export_saved_model(
@@ -310,12 +316,16 @@ def _seekable(out: IO[bytes]) -> bool:
     return bool(seekable is not None and seekable())
 
 
-def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
+def _extract(
+    session: Any, spec: Spec, freeze: bool, path: PathOrFile, subtree: str | None = None
+) -> None:
     """Write a standalone bundle of what ``spec`` binds in ``session.graph`` to ``path``."""
     graph = session.graph
     _check_bound(spec, graph)
     with graph.as_default():
         full = tf1.train.export_meta_graph(graph=graph, clear_devices=False)
+    if freeze:
+        spec = _inference_part(spec, full.graph_def, subtree)
     seeds = [binding.name for binding in spec.bindings()]
     pruned = _metagraph.prune_meta_graph(full, seeds)
     if _remote.needs_client(session, graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
@@ -359,6 +369,7 @@ def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
                 part.as_graph_def(),
                 sorted({_metagraph.node_name(name) for name in seeds}),
             )
+    repair_function_reads(frozen_graph_def)
     frozen = _metagraph.replace_graph_def(pruned, frozen_graph_def)
     frozen_spec = spec.map_bindings(
         lambda kind, name: ("tensor", name) if kind == "variable" else (kind, name)
@@ -370,6 +381,37 @@ def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
         None,
         None,
     )
+
+
+def _inference_part(spec: Spec, graph_def: Any, subtree: str | None) -> Spec:
+    """``spec`` without the fields that update variables (freezing would break them).
+
+    Warns with their paths (in the whole model: ``subtree`` in front); refuses
+    when nothing else is left to freeze.
+    """
+    inference, found = without_updates(spec, graph_def)
+    if not found:
+        return inference
+    updates = {
+        (f"{subtree}.{path}" if path else subtree) if subtree else path: op
+        for path, op in found.items()
+    }
+    listed = "\n".join(f"  {path or '<root>'}: {op}" for path, op in updates.items())
+    if not inference.flatten():
+        raise BundleError(
+            "freeze=True: every bound field updates variables, so a frozen bundle would hold "
+            f"nothing; export with freeze=False to keep training ops:\n{listed}",
+            path=next(iter(updates)),
+        )
+    # Frames: this function, _extract, export, then the caller.
+    warnings.warn(
+        SkippedFieldsWarning(
+            f"freeze=True: {len(updates)} field{'s' if len(updates) != 1 else ''} "
+            f"update variables and are left out of the frozen bundle (skipped):\n{listed}"
+        ),
+        stacklevel=4,
+    )
+    return inference
 
 
 def _signature_tensors(
