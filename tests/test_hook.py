@@ -118,3 +118,13 @@ def test_the_hook_refuses_a_model_of_another_graph(tmp_path: Any) -> None:
     hook = ng.BundleSaverHook(model, tmp_path, save_steps=1)
     with other.as_default(), pytest.raises(ng.BindingError, match=r"not in session.graph"):
         hook.begin()
+
+
+def test_saving_through_a_closed_monitored_session_is_refused(tmp_path: Any) -> None:
+    graph, model = _model()
+    with graph.as_default():
+        hook = ng.BundleSaverHook(model, tmp_path / "run", save_steps=1000)
+        with tf1.train.MonitoredTrainingSession(hooks=[hook]) as session:
+            session.run(model.train_op, {model.x: X})
+    with pytest.raises(ng.BundleError, match="monitored session is closed"):
+        ng.save(model, session, tmp_path / "m.ng")

@@ -12,6 +12,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from nestgraph.errors import BundleError
+
 __all__ = ["raw_session"]
 
 # A wrapper chain deeper than this is a cycle, not a session.
@@ -33,7 +35,7 @@ def raw_session(session: Any) -> Any:
         inner = tf_sess() if callable(tf_sess) else getattr(current, "_sess", None)
         if inner is None:
             if getattr(current, "_tf_sess", None) is not None or hasattr(current, "_sess"):
-                raise ValueError("the monitored session is closed; save before closing it")
+                raise BundleError("the monitored session is closed; save before closing it")
             return current
         current = inner
-    raise ValueError(f"{type(session).__name__} wraps sessions {_MAX_WRAPPERS} levels deep")
+    raise BundleError(f"{type(session).__name__} wraps sessions {_MAX_WRAPPERS} levels deep")
