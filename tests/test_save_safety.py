@@ -244,3 +244,11 @@ def test_a_frozen_export_of_only_updates_is_refused(tmp_path: Any) -> None:
     train_session.run(train_op, {"x:0": np.ones((2, 3), np.float32), "training:0": True})
     assert train_session.run("global_step/Read/ReadVariableOp:0") == 1
     train_session.close()
+
+
+def test_exporting_a_subtree_that_binds_nothing_is_refused(tmp_path: Any) -> None:
+    net, session = _net()
+    net.settings = {"rate": 0.5}  # type: ignore[attr-defined]
+    with pytest.raises(ng.WalkError, match=r"^settings: the sub-network binds no tensor"):
+        ng.export(net, session, tmp_path / "m.ng", subtree="settings")
+    assert os.listdir(tmp_path) == []

@@ -34,7 +34,7 @@ from nestgraph.bundle._freeze import repair_function_reads, without_updates
 from nestgraph.bundle._sessions import raw_session
 from nestgraph.bundle._zipstream import pack_streamed
 from nestgraph.convertible import SkippedFieldsWarning, spec_for_save
-from nestgraph.errors import BindingError, BundleError, Problem, SpecError
+from nestgraph.errors import BindingError, BundleError, Problem, SpecError, WalkError
 from nestgraph.nodes import describe
 from nestgraph.paths import PathTuple, format_path
 from nestgraph.spec import Spec
@@ -136,6 +136,11 @@ def export(
     _check_destination(path)
     full_spec = _spec_of(model, spec, session)
     sub_spec = full_spec.subtree(subtree) if subtree is not None else full_spec
+    if subtree is not None and not sub_spec.flatten():
+        raise WalkError(
+            "the sub-network binds no tensor, op or variable; a bundle of it would hold no model",
+            path=subtree,
+        )
     _extract(raw_session(session), sub_spec, freeze, path, subtree)
 
 
