@@ -40,12 +40,32 @@ from .specio import load_spec, save_spec
 
 if TYPE_CHECKING:
     from ._summary import summary
-    from .bundle import dumps, export, export_saved_model, load, loads, save
+    from .bundle import (
+        BundleSaverHook,
+        dumps,
+        export,
+        export_saved_model,
+        latest_bundle,
+        load,
+        loads,
+        save,
+    )
     from .bundle._scan import ScanReport, scan
 
 # Bundles need TensorFlow; specs do not. Import the bundle layer on first use, so
 # reading, editing and diffing specs (and the CLI's spec commands) stay light.
-_BUNDLE_NAMES = frozenset({"dumps", "export", "export_saved_model", "load", "loads", "save"})
+_BUNDLE_NAMES = frozenset(
+    {
+        "BundleSaverHook",
+        "dumps",
+        "export",
+        "export_saved_model",
+        "latest_bundle",
+        "load",
+        "loads",
+        "save",
+    }
+)
 _SCAN_NAMES = frozenset({"ScanReport", "scan"})
 
 
@@ -71,6 +91,7 @@ __all__ = [
     "BindingError",
     "BindingRecord",
     "BundleError",
+    "BundleSaverHook",
     "CheckReport",
     "ClassNotAllowedError",
     "Finding",
@@ -92,6 +113,7 @@ __all__ = [
     "export",
     "export_saved_model",
     "from_graph",
+    "latest_bundle",
     "load",
     "load_spec",
     "loads",

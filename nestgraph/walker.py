@@ -122,7 +122,8 @@ _marker_handler(Placeholder, lambda held: Leaf(held.kind, value=held.text))
 
 
 class _Walker:
-    def __init__(self) -> None:
+    def __init__(self, on_leaf: Callable[[PathTuple, Any], None] | None = None) -> None:
+        self.on_leaf = on_leaf
         self.seen: dict[Hashable, PathTuple] = {}
         # Keep every visited branch alive, so ids are not reused during the walk.
         self.alive: list[Any] = []
@@ -132,6 +133,8 @@ class _Walker:
         if shape == "leaf":
             handler = registry.handler_for_type(type(value))
             assert handler is not None
+            if self.on_leaf is not None:
+                self.on_leaf(path, value)
             return handler.write(value)
         if shape == "other":
             return Skipped(reason)
@@ -203,13 +206,20 @@ class _Walker:
         return out
 
 
-def walk(model: Any, fields: Iterable[str] | Mapping[str, Any] | None = None) -> SpecNode:
+def walk(
+    model: Any,
+    fields: Iterable[str] | Mapping[str, Any] | None = None,
+    *,
+    on_leaf: Callable[[PathTuple, Any], None] | None = None,
+) -> SpecNode:
     """Walk ``model`` and return its spec tree.
 
     ``fields`` limits the root object to those fields, in that order; a mapping
     (such as ``model.__dict__``, the historic usage) contributes its keys.
+    ``on_leaf(path, value)`` sees every leaf as it is written (the spec keeps
+    names only; savers check the live elements' graphs through it).
     """
-    walker = _Walker()
+    walker = _Walker(on_leaf)
     if fields is None:
         return walker.visit(model, (), 0)
     present = dict(object_fields(model))

@@ -97,7 +97,7 @@ def test_client_side_save_refuses_other_saveables(graph: tf.Graph) -> None:
     assert graph.get_collection(tf1.GraphKeys.SAVEABLE_OBJECTS), table
     session = tf1.Session(graph=graph)
     with session, pytest.raises(ng.BundleError, match="supports variables only.*SAVEABLE_OBJECTS"):
-        ng.dumps(None, session, spec=ng.Spec.from_yaml("nestgraph: 1\nroot: null"))
+        ng.dumps(None, session, spec=ng.Spec.from_flat({"v": "v:0"}, graph))
 
 
 # --------------------------------------------------------------------------- loading elsewhere

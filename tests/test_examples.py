@@ -355,3 +355,23 @@ def test_example_serve_subnetwork(tmp_path: Path) -> None:
 
     assert "max |served - session| =" in stdout
     assert "ng.load('encoder.ng') -> Encoder, 2 layers" in stdout
+
+
+def test_example_existing_code(tmp_path: Path) -> None:
+    result, stdout = run_example("existing_code", "--out", str(tmp_path))
+    child = result["child"]
+    # The fresh process got the same kinds of objects back, bound to the loaded session.
+    assert child["class"] == "Policy"
+    assert child["identical"] is True
+    assert child["session_is_loaded"] is True
+    assert child["saver"] == "Saver"
+    assert child["learning_rate"] == "np.float32(0.1)"
+    assert child["activation_is_tanh"] is True
+    # Trained on from the saved step under MonitoredTrainingSession; the hook rotated.
+    assert child["start_step"] == 5
+    assert child["latest_step"] == 10 and child["latest"] == "model-10.ng"
+    assert child["kept"] == ["model-10.ng", "model-9.ng"]
+    assert "child | ng.load -> Policy; predictions bit-identical: True" in stdout
+    # And the script runs as a plain script, quietly.
+    script = _run([str(EXAMPLES / "existing_code.py"), "--out", str(tmp_path / "script")])
+    assert "bundles kept: ['model-10.ng', 'model-9.ng']" in script.stdout

@@ -12,16 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nestgraph.bundle._api import dumps, export, export_saved_model, load, loads, save
+    from nestgraph.bundle._hook import BundleSaverHook, latest_bundle
     from nestgraph.bundle._inspect import import_graph, is_bundle, read_meta_graph, read_spec
 
 _INSPECT_NAMES = frozenset({"import_graph", "is_bundle", "read_meta_graph", "read_spec"})
+_HOOK_NAMES = frozenset({"BundleSaverHook", "latest_bundle"})
 
 __all__ = [
+    "BundleSaverHook",
     "dumps",
     "export",
     "export_saved_model",
     "import_graph",
     "is_bundle",
+    "latest_bundle",
     "load",
     "loads",
     "read_meta_graph",
@@ -35,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from nestgraph.bundle import _inspect
 
         return getattr(_inspect, name)
+    if name in _HOOK_NAMES:
+        from nestgraph.bundle import _hook
+
+        return getattr(_hook, name)
     if name in __all__:
         from nestgraph.bundle import _api
 

@@ -97,7 +97,8 @@ def saver_for(graph: Any) -> Any | None:
     if graph.finalized:
         raise BundleError(
             "the graph is finalized, so no saver can be added to it; "
-            "call nestgraph.save (or dumps) once before finalizing the graph"
+            "call nestgraph.save (or dumps) once before finalizing the graph, or pass "
+            "ng.BundleSaverHook to the MonitoredSession, which prepares it in begin()"
         )
     with graph.as_default():
         saver = tf1.train.Saver(sharded=True, allow_empty=True)

@@ -56,6 +56,8 @@ def load(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    graph: Any = None,
+    import_scope: str | None = None,
     *,
     clear_devices: bool = False,
     device_fn: str | Callable[[Any], Any] | None = None,
@@ -72,6 +74,14 @@ def load(
       config: the ``ConfigProto`` for the new session; by default soft placement
         is allowed, so a graph saved with GPUs still loads on a CPU. Its
         ``operation_timeout_in_ms`` bounds the wait for a ``target``.
+      graph: load into this existing ``tf.Graph`` (next to other models) instead
+        of a new one; the returned session runs on it and holds this bundle's
+        variables' values (not those of models already in the graph).
+      import_scope: a name prefix for every imported op (``"agent_a"`` makes
+        ``x:0`` into ``agent_a/x:0``); the model is bound through it, as
+        ``ng.from_graph(spec, graph, import_scope=...)`` binds. A prefix, or an
+        op name, already used in ``graph`` is refused: TensorFlow would rename
+        the imported ops silently and the model would bind to the wrong ones.
       clear_devices: drop the saved placements (load a cluster's bundle on one machine).
       device_fn: a device string or a device function (``replica_device_setter``)
         that places the imported graph; the saved placements are dropped first.
@@ -81,7 +91,9 @@ def load(
         (files, network, Python callbacks, ...: see ``ng.scan``); by default such
         a bundle is refused before anything of it is imported.
 
-    The graph is ``session.graph`` (it is not made the default graph). Train ops,
+    The graph is ``session.graph`` (it is not made the default graph). A load
+    into an existing ``graph`` that fails after the import leaves the imported
+    ops in that graph (a ``tf.Graph`` cannot remove ops); no session stays open. Train ops,
     optimizer slots and the global step come back with a full load, so training
     continues where it stopped.
 
@@ -97,7 +109,9 @@ def load(
     """
     if isinstance(path, (bytes, bytearray, memoryview)):
         raise TypeError("load takes a path or a binary file; pass bytes to loads")
-    placement = _Placement.checked(clear_devices, device_fn, target, trusted)
+    placement = _Placement.checked(
+        clear_devices, device_fn, target, trusted, graph=graph, import_scope=import_scope
+    )
     with _opened(path) as (file, stream, local_path):
         parts = unpack_parts(stream, file)
         return _open(parts, file, stream, local_path, subtree, allow, generic, config, placement)
@@ -109,6 +123,8 @@ def loads(
     allow: str | Iterable[str] | None = None,
     generic: bool = False,
     config: Any = None,
+    graph: Any = None,
+    import_scope: str | None = None,
     *,
     clear_devices: bool = False,
     device_fn: str | Callable[[Any], Any] | None = None,
@@ -118,7 +134,9 @@ def loads(
     """``load`` from the bytes ``dumps`` returned; nothing touches the local disk."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads takes bytes, not {type(data).__name__}")
-    placement = _Placement.checked(clear_devices, device_fn, target, trusted)
+    placement = _Placement.checked(
+        clear_devices, device_fn, target, trusted, graph=graph, import_scope=import_scope
+    )
     stream = io.BytesIO(data)
     parts = unpack_parts(stream, _BYTES_SOURCE)
     return _open(parts, _BYTES_SOURCE, stream, None, subtree, allow, generic, config, placement)
@@ -126,19 +144,39 @@ def loads(
 
 @dataclasses.dataclass(frozen=True)
 class _Placement:
-    """Where the loaded graph runs (see ``_devices``), and whether the bundle is trusted."""
+    """Where the loaded graph goes and runs (see ``_devices``), and whether it is trusted."""
 
     clear_devices: bool = False
     device_fn: str | Callable[[Any], Any] | None = None
     target: str = ""
     trusted: bool = False
+    graph: Any = None
+    import_scope: str | None = None
 
     @classmethod
     def checked(
-        cls, clear_devices: bool, device_fn: Any, target: str, trusted: bool = False
+        cls,
+        clear_devices: bool,
+        device_fn: Any,
+        target: str,
+        trusted: bool = False,
+        *,
+        graph: Any = None,
+        import_scope: str | None = None,
     ) -> _Placement:
         _devices.check_device_fn(device_fn)
-        return cls(bool(clear_devices), device_fn, target or "", bool(trusted))
+        if graph is not None and not isinstance(graph, tf.Graph):
+            raise TypeError(f"graph must be a tf.Graph, not {type(graph).__name__}")
+        if graph is not None and graph.finalized:
+            raise BundleError("the graph to load into is finalized; nothing can be imported")
+        if import_scope is not None and not isinstance(import_scope, str):
+            raise TypeError(f"import_scope must be a str, not {type(import_scope).__name__}")
+        scope = (import_scope or "").strip("/") or None
+        return cls(bool(clear_devices), device_fn, target or "", bool(trusted), graph, scope)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.import_scope}/" if self.import_scope else ""
 
 
 def prepare(
@@ -240,16 +278,26 @@ def _open(
         placed = (
             _devices.placements(meta_graph.graph_def.node) if placement.device_fn is None else {}
         )
-        graph = tf.Graph()
+        graph = placement.graph if placement.graph is not None else tf.Graph()
+        earlier_locals = {id(v) for v in graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)}
+        if placement.graph is not None:
+            _refuse_name_clashes(graph, meta_graph, placement.import_scope, file)
         _checkpoint.mark_loaded(graph)
         try:
             with graph.as_default(), _devices.placing(graph, placement.device_fn):
-                import_graph(meta_graph)
+                import_graph(meta_graph, placement.import_scope)
         except (ValueError, TypeError, KeyError, DecodeError, tf.errors.OpError) as exc:
             raise BundleError(f"cannot import graph.pb: {exc}", file=file) from None
         del meta_graph
         # Validate every name and class before any work that a failure would waste.
-        checked = validate(spec, graph, subtree=subtree, allow=allow, generic=generic)
+        checked = validate(
+            spec,
+            graph,
+            subtree=subtree,
+            import_scope=placement.import_scope,
+            allow=allow,
+            generic=generic,
+        )
         config = config or _default_config()
         devices = _devices.session_devices(placement.target, config, file)
         if placement.device_fn is not None:
@@ -270,11 +318,15 @@ def _open(
                 with _restore_errors(file), view as prefix:
                     _remote.run_restore(
                         session,
-                        graph.get_operation_by_name(ops.restore_op),
-                        graph.get_tensor_by_name(ops.filename_tensor),
+                        graph.get_operation_by_name(placement.prefix + ops.restore_op),
+                        graph.get_tensor_by_name(placement.prefix + ops.filename_tensor),
                         prefix,
                     )
-            local_variables = graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
+            local_variables = [
+                v
+                for v in graph.get_collection(tf1.GraphKeys.LOCAL_VARIABLES)
+                if id(v) not in earlier_locals
+            ]
             if local_variables:
                 with _restore_errors(file):
                     _restore.initialize_local(session, local_variables, paths)
@@ -282,6 +334,30 @@ def _open(
             session.close()
             raise
     return model, session
+
+
+def _refuse_name_clashes(graph: Any, meta_graph: Any, scope: str | None, file: str) -> None:
+    """Refuse an import TensorFlow would make unique by renaming (``x_1``, ``scope_1/x``)."""
+    existing = {op.name for op in graph.get_operations()}
+    if scope is not None:
+        prefix = scope + "/"
+        # unique_name also knows name scopes that hold no op yet.
+        taken = graph.unique_name(scope, mark_as_used=False) != scope
+        if taken or scope in existing or any(name.startswith(prefix) for name in existing):
+            raise BundleError(
+                f"import_scope {scope!r} is already used in the graph; choose another prefix",
+                file=file,
+            )
+        return
+    clashes = [node.name for node in meta_graph.graph_def.node if node.name in existing]
+    if clashes:
+        shown = ", ".join(repr(name) for name in clashes[:5])
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        raise BundleError(
+            f"the graph already has ops named {shown}{more}; "
+            "pass import_scope='...' to load next to them",
+            file=file,
+        )
 
 
 def _in_file(exc: BundleError, file: str) -> BundleError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -29,11 +30,15 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph import _atomic
 from nestgraph.binding import check
 from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
+from nestgraph.bundle._freeze import repair_function_reads, without_updates
+from nestgraph.bundle._sessions import raw_session
 from nestgraph.bundle._zipstream import pack_streamed
-from nestgraph.convertible import to_graph
-from nestgraph.errors import BindingError, BundleError, SpecError
+from nestgraph.convertible import SkippedFieldsWarning, spec_for_save
+from nestgraph.errors import BindingError, BundleError, Problem, SpecError, WalkError
 from nestgraph.nodes import describe
+from nestgraph.paths import PathTuple, format_path
 from nestgraph.spec import Spec
+from nestgraph.walker import walk
 
 try:  # Logged once per API, not per call; the caller asked for the TF1 behaviour.
     from tensorflow.python.util.deprecation import silence as _quiet_deprecations
@@ -70,7 +75,8 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
 
     Args:
       model: the model object (walked with ``ng.to_graph``).
-      session: the ``tf.compat.v1.Session`` holding the variables' values.
+      session: the ``tf.compat.v1.Session`` holding the variables' values, or a
+        wrapper of one (``MonitoredSession``, ``MonitoredTrainingSession``).
       path: where to write.
       spec: use this spec instead of walking ``model``.
 
@@ -79,13 +85,22 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
     carries that saver's ``saver_def``, so ``tf.compat.v1.train.import_meta_graph``
     plus ``Saver.restore`` read a bundle without nestgraph.
     """
-    graph_bytes, spec_bytes, saver = _prepare(session, _spec_of(model, spec))
+    _check_destination(path)
+    _save_checked(session, path, _spec_of(model, spec, session))
+
+
+def _save_checked(session: Any, path: PathOrFile, spec: Spec) -> None:
+    """``save`` of an already checked spec (``BundleSaverHook`` walks its model once)."""
+    session = raw_session(session)
+    graph_bytes, spec_bytes, saver = _prepare(session, spec)
     _write(path, graph_bytes, spec_bytes, session, saver)
 
 
 def dumps(model: Any, session: Any, *, spec: Spec | None = None) -> bytes:
     """The bundle ``save`` would write, as bytes; nothing is written to disk."""
-    graph_bytes, spec_bytes, saver = _prepare(session, _spec_of(model, spec))
+    model_spec = _spec_of(model, spec, session)
+    session = raw_session(session)
+    graph_bytes, spec_bytes, saver = _prepare(session, model_spec)
     buffer = io.BytesIO()
     with _checkpoint_files(session, saver) as files:
         _pack(graph_bytes, spec_bytes, files, buffer)
@@ -112,11 +127,21 @@ def export(
       subtree: dotted path of the sub-network; None exports what the whole spec binds.
       freeze: replace the variables by constants holding their current values
         (``convert_variables_to_constants``); the spec's variable bindings become
-        tensor bindings and the bundle has no checkpoint.
+        tensor bindings and the bundle has no checkpoint. Fields that update
+        variables (train ops, ``UPDATE_OPS``, assigns) cannot run on constants:
+        they are left out, written as ``skipped frozen: it updates variables (...)``,
+        and a ``SkippedFieldsWarning`` lists them; if nothing else is bound, a
+        ``BundleError`` lists them instead.
     """
-    full_spec = _spec_of(model, spec)
+    _check_destination(path)
+    full_spec = _spec_of(model, spec, session)
     sub_spec = full_spec.subtree(subtree) if subtree is not None else full_spec
-    _extract(session, sub_spec, freeze, path)
+    if subtree is not None and not sub_spec.flatten():
+        raise WalkError(
+            "the sub-network binds no tensor, op or variable; a bundle of it would hold no model",
+            path=subtree,
+        )
+    _extract(raw_session(session), sub_spec, freeze, path, subtree)
 
 
 def export_saved_model(
@@ -139,7 +164,9 @@ def export_saved_model(
     appears complete or not at all; ``export_dir`` must not exist yet (an empty
     directory is fine).
     """
-    model_spec = _spec_of(model, spec)
+    _check_destination(export_dir)
+    model_spec = _spec_of(model, spec, session)
+    session = raw_session(session)
     graph = session.graph
     signature_inputs = _signature_tensors(model_spec, graph, inputs, "input")
     signature_outputs = _signature_tensors(model_spec, graph, outputs, "output")
@@ -177,12 +204,41 @@ def _tensor_info(tensor: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
-def _spec_of(model: Any, spec: Spec | None) -> Spec:
-    if spec is not None:
-        if not isinstance(spec, Spec):
-            raise TypeError(f"spec must be an ng.Spec, not {type(spec).__name__}")
-        return spec
-    return to_graph(model)
+def _spec_of(model: Any, spec: Spec | None, session: Any, stacklevel: int = 4) -> Spec:
+    """The checked spec to write; ``stacklevel`` 4 names the line that called the public API.
+
+    A walked model's elements must all live in ``session.graph``: two models
+    built in separate graphs with the same names would otherwise pass the
+    name check, and the bundle would hold the other graph's weights.
+    """
+    if spec is not None and not isinstance(spec, Spec):
+        raise TypeError(f"spec must be an ng.Spec, not {type(spec).__name__}")
+    if spec is None:
+        spec = walk_in(model, raw_session(session).graph)
+    # One frame for spec_for_save itself, one for this function, one for the API.
+    return spec_for_save(model, spec, stacklevel=stacklevel)
+
+
+def walk_in(model: Any, graph: Any) -> Spec:
+    """``to_graph(model)``, refusing (``BindingError``) elements of a graph other than ``graph``."""
+    foreign: list[Problem] = []
+
+    def check_graph(path: PathTuple, value: Any) -> None:
+        element_graph = getattr(value, "graph", None)
+        if element_graph is not None and element_graph is not graph:
+            name = getattr(value, "name", type(value).__name__)
+            foreign.append(Problem(format_path(path), f"{name!r} is not in session.graph"))
+
+    spec = Spec(walk(model, on_leaf=check_graph))
+    if foreign:
+        raise BindingError(
+            f"{len(foreign)} element(s) of the model belong to another tf.Graph than "
+            "the session's (a model built in a different graph, or the wrong session); "
+            "the bundle would hold that graph's names with this session's weights:\n"
+            + "\n".join(f"  {problem}" for problem in foreign),
+            path=foreign[0].path,
+        )
+    return spec
 
 
 def _check_bound(spec: Spec, graph: Any) -> None:
@@ -265,12 +321,16 @@ def _seekable(out: IO[bytes]) -> bool:
     return bool(seekable is not None and seekable())
 
 
-def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
+def _extract(
+    session: Any, spec: Spec, freeze: bool, path: PathOrFile, subtree: str | None = None
+) -> None:
     """Write a standalone bundle of what ``spec`` binds in ``session.graph`` to ``path``."""
     graph = session.graph
     _check_bound(spec, graph)
     with graph.as_default():
         full = tf1.train.export_meta_graph(graph=graph, clear_devices=False)
+    if freeze:
+        spec = _inference_part(spec, full.graph_def, subtree)
     seeds = [binding.name for binding in spec.bindings()]
     pruned = _metagraph.prune_meta_graph(full, seeds)
     if _remote.needs_client(session, graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
@@ -314,6 +374,7 @@ def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
                 part.as_graph_def(),
                 sorted({_metagraph.node_name(name) for name in seeds}),
             )
+    repair_function_reads(frozen_graph_def)
     frozen = _metagraph.replace_graph_def(pruned, frozen_graph_def)
     frozen_spec = spec.map_bindings(
         lambda kind, name: ("tensor", name) if kind == "variable" else (kind, name)
@@ -325,6 +386,37 @@ def _extract(session: Any, spec: Spec, freeze: bool, path: PathOrFile) -> None:
         None,
         None,
     )
+
+
+def _inference_part(spec: Spec, graph_def: Any, subtree: str | None) -> Spec:
+    """``spec`` without the fields that update variables (freezing would break them).
+
+    Warns with their paths (in the whole model: ``subtree`` in front); refuses
+    when nothing else is left to freeze.
+    """
+    inference, found = without_updates(spec, graph_def)
+    if not found:
+        return inference
+    updates = {
+        (f"{subtree}.{path}" if path else subtree) if subtree else path: op
+        for path, op in found.items()
+    }
+    listed = "\n".join(f"  {path or '<root>'}: {op}" for path, op in updates.items())
+    if not inference.flatten():
+        raise BundleError(
+            "freeze=True: every bound field updates variables, so a frozen bundle would hold "
+            f"nothing; export with freeze=False to keep training ops:\n{listed}",
+            path=next(iter(updates)),
+        )
+    # Frames: this function, _extract, export, then the caller.
+    warnings.warn(
+        SkippedFieldsWarning(
+            f"freeze=True: {len(updates)} field{'s' if len(updates) != 1 else ''} "
+            f"update variables and are left out of the frozen bundle (skipped):\n{listed}"
+        ),
+        stacklevel=4,
+    )
+    return inference
 
 
 def _signature_tensors(
@@ -361,6 +453,22 @@ def _signature_tensors(
     return tensors
 
 
+def _check_destination(path: Any) -> None:
+    """Refuse a local target whose directory is missing, naming the path the user gave.
+
+    Checked before any work; otherwise the first failure would name a temporary file.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    target = os.fspath(path)
+    if _atomic.is_remote(target):
+        return  # object stores have no directories to be missing
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise BundleError(f"cannot write: the directory {parent!r} {what}", file=target)
+
+
 def _refuse_existing_directory(path: str) -> None:
     _atomic.check_scheme(path)
     if _atomic.is_remote(path):
@@ -371,9 +479,9 @@ def _refuse_existing_directory(path: str) -> None:
         raise BundleError("already exists; remove it or choose another export_dir", file=path)
 
 
-def import_graph(meta_graph: Any) -> None:
-    """Import into the default graph without creating a Saver."""
+def import_graph(meta_graph: Any, import_scope: str | None = None) -> None:
+    """Import into the default graph (names under ``import_scope``) without creating a Saver."""
     if _import_scoped_meta_graph is not None:
-        _import_scoped_meta_graph(meta_graph)
+        _import_scoped_meta_graph(meta_graph, import_scope=import_scope)
     else:  # pragma: no cover
-        tf1.train.import_meta_graph(meta_graph)
+        tf1.train.import_meta_graph(meta_graph, import_scope=import_scope)
