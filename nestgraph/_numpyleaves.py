@@ -6,8 +6,12 @@
   to the same value of its dtype; a NaN comes back as NaN, without its payload).
 * ``ndarray float32 [2, 2] [[1.0, 2.0], [3.0, 4.0]]``: an ``np.ndarray`` of at
   most ``MAX_INLINE_ELEMENTS`` elements, as its dtype, shape and nested values.
-  A larger array (a replay buffer, a vocabulary table) is skipped in a spec with
-  a reason; other dtypes (strings, objects, dates, records) are skipped too.
+  A larger array (a replay buffer, a vocabulary table) is skipped in a bare spec
+  with a reason; other dtypes (strings, objects, dates, records) are skipped too.
+* ``array arrays/0.npy float32 [100000, 4]``: a larger array, inside a bundle.
+  While a bundle is written (:func:`collecting_arrays`), each larger array
+  becomes a member of its own, in NumPy's ``.npy`` format without pickles,
+  checksummed like every part; loading the bundle gives it back exactly.
 
 NumPy types are matched only when NumPy is already imported; reading a spec
 checks such a leaf's text without NumPy, which is imported only to rebuild it.
@@ -15,16 +19,37 @@ checks such a leaf's text without NumPy, which is imported only to rebuild it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
+import io
 import math
 import re
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import registry
 from .nodes import Leaf, Skipped, SpecNode
 
-__all__ = ["MAX_INLINE_ELEMENTS", "format_array", "parse_array"]
+__all__ = [
+    "ARRAY_MEMBER",
+    "MAX_INLINE_ELEMENTS",
+    "array_from_npy",
+    "collecting_arrays",
+    "format_array",
+    "member_name",
+    "member_problem",
+    "npy_bytes",
+    "parse_array",
+]
+
+#: The name of a bundle member holding one array: ``arrays/<n>.npy``.
+ARRAY_MEMBER = re.compile(r"arrays/(0|[1-9][0-9]{0,8})\.npy")
+# The arrays of the bundle being written, member name -> array; None outside a save.
+_sink: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "nestgraph_array_members", default=None
+)
 
 #: Arrays with more elements than this are not written inline in a spec.
 MAX_INLINE_ELEMENTS = 256
@@ -251,11 +276,123 @@ def _write_array(array: Any) -> SpecNode:
     if array.dtype.name not in _DTYPES:
         return Skipped(f"{label}: arrays of dtype {array.dtype} are not recorded")
     if array.size > MAX_INLINE_ELEMENTS:
-        return Skipped(
-            f"{label} has {array.size} elements, more than the {MAX_INLINE_ELEMENTS} "
-            "written inline in a spec"
-        )
+        sink = _sink.get()
+        if sink is None:
+            return Skipped(
+                f"{label} has {array.size} elements, more than the {MAX_INLINE_ELEMENTS} "
+                "written inline in a spec (a bundle stores it as a member of its own)"
+            )
+        name = f"arrays/{len(sink)}.npy"
+        sink[name] = array  # written when the bundle is, so a later save sees new values
+        shape = ", ".join(str(d) for d in array.shape)
+        return Leaf("array", value=f"{name} {array.dtype.name} [{shape}]")
     return Leaf("ndarray", value=format_array(array))
+
+
+@contextlib.contextmanager
+def collecting_arrays() -> Iterator[dict[str, Any]]:
+    """While active, walked arrays too large to write inline become bundle members.
+
+    Yields the arrays by member name (``arrays/<n>.npy``) as the walk adds them;
+    :func:`npy_bytes` gives a member's bytes.
+    """
+    members: dict[str, Any] = {}
+    token = _sink.set(members)
+    try:
+        yield members
+    finally:
+        _sink.reset(token)
+
+
+def npy_bytes(array: Any) -> bytes:
+    """``array`` in NumPy's ``.npy`` format, without pickles."""
+    return _npy(array)
+
+
+def _npy(array: Any) -> bytes:
+    np = _np()
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _split_member_text(text: str) -> tuple[str, str, tuple[int, ...]]:
+    """``(member, dtype, shape)`` of an array-member leaf's text, all checked."""
+    match = re.fullmatch(r"(\S+) (\S+) \[([0-9, ]*)\]", text)
+    if match is None or not ARRAY_MEMBER.fullmatch(match.group(1)):
+        raise ValueError("an array in a bundle is written 'array arrays/N.npy DTYPE [SHAPE]'")
+    dtype = _check_dtype(match.group(2))
+    dims = match.group(3).strip()
+    try:
+        shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+    except ValueError:
+        raise ValueError(f"bad shape [{match.group(3)}]") from None
+    return match.group(1), dtype, shape
+
+
+def member_name(leaf: Leaf) -> str | None:
+    """The bundle member an ``array`` leaf names (None for any other leaf)."""
+    return leaf.text.split(" ", 1)[0] if leaf.kind == "array" else None
+
+
+def member_problem(leaf: Leaf, members: Mapping[str, bytes]) -> str | None:
+    """Why the member an ``array`` leaf names is missing or is not what it says, or None.
+
+    Reads only the ``.npy`` header (dtype, shape, no pickles), not the values.
+    """
+    name, dtype, shape = _split_member_text(leaf.text)
+    data = members.get(name)
+    if data is None:
+        return f"the bundle has no member {name}"
+    np = _np()
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            found_shape, _, found_dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            found_shape, _, found_dtype = np.lib.format.read_array_header_2_0(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        return f"{name} is not an array in .npy format ({exc})"
+    if found_dtype.hasobject:
+        return f"{name} holds Python objects; only plain dtypes are read"
+    if found_dtype.name != dtype or tuple(found_shape) != shape:
+        return (
+            f"{name} holds {found_dtype.name} {list(found_shape)}, the spec says "
+            f"{dtype} {list(shape)}"
+        )
+    return None
+
+
+def array_from_npy(data: bytes, dtype: str, shape: tuple[int, ...]) -> Any:
+    """The array in ``.npy`` bytes (no pickles), checked to be of ``dtype`` and ``shape``.
+
+    Raises ``ValueError`` saying what is wrong.
+    """
+    np = _np()
+    try:
+        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"not an array in .npy format ({exc})") from None
+    if array.dtype.name != dtype or tuple(array.shape) != shape:
+        raise ValueError(
+            f"holds {array.dtype.name} {list(array.shape)}, the spec says {dtype} {list(shape)}"
+        )
+    return array
+
+
+def _rebuild_member(leaf: Leaf, elements: tuple[Any, ...], context: registry.RebuildContext) -> Any:
+    from ._objects import Placeholder
+
+    name, dtype, shape = _split_member_text(leaf.text)
+    members: Mapping[str, bytes] = context.members or {}
+    data = members.get(name)
+    if data is None:
+        return Placeholder("array", leaf.text, f"the bundle member {name} is not at hand here")
+    try:
+        return array_from_npy(data, dtype, shape)
+    except ValueError as exc:
+        return Placeholder("array", leaf.text, f"the bundle member {name} {exc}")
 
 
 def _split_scalar_text(text: str) -> tuple[str, str]:
@@ -291,3 +428,13 @@ def _install(kind: str, attr: str, write: Any, check: Any, parse: Any, *, exact:
 
 _install("numpy", "generic", _write_scalar, _split_scalar_text, _parse_scalar, exact=False)
 _install("ndarray", "ndarray", _write_array, _split_array_text, parse_array, exact=True)
+registry.install(
+    registry.LeafHandler(
+        "array",
+        "numpy.ndarray (a bundle member)",
+        lambda tp: False,  # written by the ndarray handler while a bundle is being saved
+        _write_array,
+        rebuild=_rebuild_member,
+        check_text=_check(_split_member_text),
+    )
+)

@@ -341,10 +341,17 @@ class Validated:
     allow: classpath.AllowPolicy
     generic: bool
 
-    def build(self, session: Any = None, target: Any = None) -> Any:
-        """The rebuilt model (or sub-network); into ``target`` when one is given."""
+    def build(self, session: Any = None, target: Any = None, members: Any = None) -> Any:
+        """The rebuilt model (or sub-network); into ``target`` when one is given.
+
+        ``members`` are a bundle's verified extra members (``arrays/<n>.npy``).
+        """
         context = registry.RebuildContext(
-            graph=self.graph, session=session, allow=self.allow, generic=self.generic
+            graph=self.graph,
+            session=session,
+            allow=self.allow,
+            generic=self.generic,
+            members=members,
         )
         builder = Builder(self.spec, self.elements, self.classes, context)
         plan = self.plan

@@ -112,6 +112,8 @@ class RebuildContext:
     session: Any = None
     allow: Any = ()  # the caller's classpath.AllowPolicy
     generic: bool = False
+    #: Bundle members a leaf may be rebuilt from (``arrays/<n>.npy`` -> bytes), verified.
+    members: Any = None
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,9 @@ class Spec:
     Specs are values: every operation returns a new ``Spec``.
     """
 
-    __slots__ = ("_lines", "root", "source")
+    # ``_arrays``: the arrays a walk made bundle members of (``arrays/<n>.npy`` -> array),
+    # for the bundle writer; not part of the spec's value.
+    __slots__ = ("_arrays", "_lines", "root", "source")
 
     def __init__(
         self,
@@ -82,6 +84,7 @@ class Spec:
         self.root = root
         self.source = source
         self._lines: Mapping[PathTuple, int] = lines or {}
+        self._arrays: Mapping[str, Any] = {}
 
     # -- dict and YAML ------------------------------------------------------
 
@@ -263,6 +266,11 @@ class Spec:
 
     # -- transformations -------------------------------------------------------
 
+    def _derived(self, root: SpecNode, lines: Mapping[PathTuple, int]) -> Spec:
+        spec = Spec(root, source=self.source, lines=lines)
+        spec._arrays = self._arrays
+        return spec
+
     def subtree(self, path: str | tuple[str, ...]) -> Spec:
         """A self-contained Spec re-rooted at ``path``.
 
@@ -271,12 +279,12 @@ class Spec:
         """
         canon, start = self.resolve(path)
         if not canon:
-            return Spec(self.root, source=self.source, lines=self._lines)
+            return self._derived(self.root, self._lines)
         n = len(canon)
         # Lines of the nodes inside the subtree carry over; objects copied in from
         # outside it (through refs) have none.
         lines = {p[n:]: line for p, line in self._lines.items() if p[:n] == canon}
-        return Spec(_Rerooter(self).copy(start, ()), source=self.source, lines=lines)
+        return self._derived(_Rerooter(self).copy(start, ()), lines)
 
     def map_bindings(self, fn: Callable[[str, str], tuple[str, str]]) -> Spec:
         """A new Spec with ``fn(kind, name) -> (kind, name)`` applied to every binding.
@@ -284,7 +292,7 @@ class Spec:
         Each graph name of a leaf is passed with its lookup kind (a SparseTensor's
         parts as ``("tensor", name)``); only single-name leaves may change kind.
         """
-        return Spec(_map(self.root, (), fn, None), source=self.source, lines=self._lines)
+        return self._derived(_map(self.root, (), fn, None), self._lines)
 
     def rescope(self, old: str, new: str, subtree: str | None = None) -> Spec:
         """A new Spec whose names starting with ``old`` start with ``new`` instead.
@@ -314,7 +322,7 @@ class Spec:
         if not hits:
             where = f" under {format_path(within)!r}" if within else ""
             raise SpecError(f"no name{where} starts with {old!r}; nothing to rescope")
-        return Spec(root, source=self.source, lines=self._lines)
+        return self._derived(root, self._lines)
 
     def diff(self, other: Spec) -> SpecDiff:
         """What changed from this spec to ``other``: removed, added, rebound, class, changed.

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import bundle_members, sealed, zip_members
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nestgraph as ng
 from nestgraph._numpyleaves import MAX_INLINE_ELEMENTS, format_array, parse_array
+
+tf1 = tf.compat.v1
 
 _DTYPES = [
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -106,7 +110,7 @@ def test_arrays_over_the_inline_limit_are_skipped_with_a_reason() -> None:
     assert spec.skipped == {
         "replay": f"numpy:ndarray float32 [{MAX_INLINE_ELEMENTS + 1}, 1] has "
         f"{MAX_INLINE_ELEMENTS + 1} elements, more than the {MAX_INLINE_ELEMENTS} "
-        "written inline in a spec"
+        "written inline in a spec (a bundle stores it as a member of its own)"
     }
 
 
@@ -166,3 +170,77 @@ def test_hostile_array_text_is_a_spec_error_or_an_exact_leaf(values: str, dtype:
         again = _rebuild(value)
         assert type(again) is type(value) and _same_bits(again, value)
         assert math.prod(np.shape(value)) <= MAX_INLINE_ELEMENTS
+
+
+# --------------------------------------------------------------------------- arrays in bundles
+
+
+class Agent:
+    """A plain class holding a replay buffer far larger than a spec writes inline."""
+
+    def __init__(self) -> None:
+        self.x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        self.w = tf1.get_variable("w", [4, 2])
+        self.out = tf.matmul(self.x, self.w)
+        self.replay = np.arange(40_000, dtype=np.float32).reshape(10_000, 4)
+        self.counts = np.arange(300, dtype=np.int64)
+
+
+def _agent_bundle() -> tuple[Agent, bytes]:
+    with tf.Graph().as_default():
+        agent = Agent()
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            return agent, ng.dumps(agent, session)
+
+
+def test_a_bare_spec_skips_a_large_array_and_a_bundle_stores_it_exactly() -> None:
+    agent, blob = _agent_bundle()
+    assert "replay" in ng.to_graph(agent).skipped  # no bundle: nothing to hold it
+    members = dict(bundle_members(blob))
+    assert sorted(n for n in members if n.startswith("arrays/")) == [
+        "arrays/0.npy",
+        "arrays/1.npy",
+    ]
+    spec = members["spec.yaml"].decode()
+    assert "replay: array arrays/0.npy float32 [10000, 4]" in spec
+    loaded, session = ng.loads(blob, generic=True)
+    session.close()
+    np.testing.assert_array_equal(loaded.replay, agent.replay)
+    assert loaded.replay.dtype == np.float32 and loaded.counts.dtype == np.int64
+    np.testing.assert_array_equal(loaded.counts, agent.counts)
+    again = ng.Spec.from_yaml(spec)
+    assert again.skipped == {}
+
+
+def test_a_later_save_writes_the_arrays_as_they_are_then() -> None:
+    with tf.Graph().as_default():
+        agent = Agent()
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            first = ng.dumps(agent, session)
+            agent.replay[0, 0] = -1.0  # a replay buffer fills in place
+            second = ng.dumps(agent, session)
+    assert ng.loads(first, generic=True)[0].replay[0, 0] == 0.0
+    assert ng.loads(second, generic=True)[0].replay[0, 0] == -1.0
+
+
+def test_a_member_that_is_not_what_the_spec_says_is_a_bundle_error() -> None:
+    _, blob = _agent_bundle()
+    members = bundle_members(blob)
+    wrong = io.BytesIO()
+    np.save(wrong, np.zeros((3, 3), np.float64), allow_pickle=False)
+    forged = sealed([(n, wrong.getvalue() if n == "arrays/0.npy" else d) for n, d in members])
+    with pytest.raises(
+        ng.BundleError,
+        match=r"replay: .*arrays/0\.npy holds float64 \[3, 3\], the spec says float32 \[10000, 4\]",
+    ):
+        ng.loads(forged, generic=True)
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    forged = sealed([(n, pickled.getvalue() if n == "arrays/1.npy" else d) for n, d in members])
+    with pytest.raises(ng.BundleError, match=r"counts: .*holds Python objects"):
+        ng.loads(forged, generic=True)
+    damaged = [(n, d[:-1] + b"\x00" if n == "arrays/0.npy" else d) for n, d in members]
+    with pytest.raises(ng.BundleError, match=r"checksum mismatch for member arrays/0\.npy"):
+        ng.loads(zip_members(damaged), generic=True)

@@ -5,6 +5,7 @@ Layout, in this order::
     manifest.json                  format, version, versions, checksums (first member)
     graph.pb                       serialized MetaGraphDef
     spec.yaml                      the nestgraph spec
+    arrays/<n>.npy                 NumPy arrays too large for the spec (no pickles)
     checkpoint/<prefix>.index      TensorFlow checkpoint (absent in frozen bundles)
     checkpoint/<prefix>.data-*     its data shards
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from nestgraph._atomic import irregular_kind, not_regular
+from nestgraph._numpyleaves import ARRAY_MEMBER
 from nestgraph.errors import BundleError
 
 __all__ = ["FORMAT", "VERSION", "BundleContents", "check_regular", "pack", "unpack", "unpack_file"]
@@ -90,6 +92,8 @@ class BundleContents:
     checkpoint: Mapping[str, bytes] = field(default_factory=dict)
     checkpoint_prefix: str | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    #: Array members (``arrays/<n>.npy`` -> ``.npy`` bytes), verified.
+    arrays: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) -> None:
@@ -98,6 +102,7 @@ def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) 
     ``versions`` adds ``{"nestgraph": ..., "tensorflow": ...}`` to the manifest.
     """
     members: list[tuple[str, bytes]] = [(GRAPH, contents.graph), (SPEC, contents.spec)]
+    members.extend(sorted(contents.arrays.items()))
     if contents.checkpoint_prefix is not None:
         _check_checkpoint_names(contents.checkpoint, contents.checkpoint_prefix, file=None)
         members.extend(
@@ -279,6 +284,7 @@ def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> Bundl
         checkpoint=checkpoint if with_checkpoint else {},
         checkpoint_prefix=prefix,
         manifest=manifest,
+        arrays={name: data[name] for name in parts if ARRAY_MEMBER.fullmatch(name)},
     )
 
 
@@ -344,7 +350,11 @@ def _manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
             problems.append(f"lists no {required}")
     for name, entry in parts.items():
         checkpoint_file = name[len(CHECKPOINT_DIR) :] if name.startswith(CHECKPOINT_DIR) else ""
-        if name not in (GRAPH, SPEC) and not _CHECKPOINT_FILE.fullmatch(checkpoint_file):
+        if (
+            name not in (GRAPH, SPEC)
+            and not _CHECKPOINT_FILE.fullmatch(checkpoint_file)
+            and not ARRAY_MEMBER.fullmatch(name)
+        ):
             problems.append(f"lists an unexpected member {name!r}")
         if (
             not isinstance(entry, dict)

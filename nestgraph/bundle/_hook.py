@@ -17,8 +17,10 @@ from typing import Any
 import tensorflow as tf
 
 from nestgraph import _atomic
+from nestgraph._numpyleaves import collecting_arrays
 from nestgraph.bundle import _checkpoint
-from nestgraph.bundle._save import _check_bound, _save_checked, walk_in
+from nestgraph.bundle._save import _check_bound, _save_checked
+from nestgraph.bundle._savespec import walk_in
 from nestgraph.convertible import spec_for_save
 from nestgraph.errors import BundleError
 from nestgraph.spec import Spec
@@ -95,7 +97,10 @@ class BundleSaverHook(tf1.train.SessionRunHook):  # type: ignore[name-defined]
             raise ValueError("BundleSaverHook needs exactly one of save_steps and save_secs")
         if max_to_keep is not None and max_to_keep < 0:
             raise ValueError(f"max_to_keep must be None or >= 0, not {max_to_keep}")
-        self._spec = spec_for_save(model, spec, stacklevel=3)
+        with collecting_arrays() as arrays:  # large arrays: written with each bundle
+            self._spec = spec_for_save(model, spec, stacklevel=3)
+        if arrays:
+            self._spec._arrays = arrays
         self._model = model if spec is None else None
         self._directory = os.fspath(directory)
         _atomic.check_scheme(self._directory)

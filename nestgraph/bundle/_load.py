@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import tensorflow as tf
@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
+from nestgraph._numpyleaves import member_problem
 from nestgraph.binding import validate
 from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _restore, _scan
 from nestgraph.bundle._container import check_regular
@@ -39,6 +40,8 @@ from nestgraph.bundle._tensorbundle import CheckpointIndex
 from nestgraph.bundle._view import checkpoint_view
 from nestgraph.bundle._zipstream import BundleParts, unpack_parts
 from nestgraph.errors import BundleError
+from nestgraph.nodes import Leaf, iter_nodes
+from nestgraph.paths import format_path
 from nestgraph.spec import Spec
 
 __all__ = ["load", "loads", "prepare"]
@@ -298,6 +301,7 @@ def _open(
             allow=allow,
             generic=generic,
         )
+        _check_array_members(spec, subtree, parts.contents.arrays, file)
         config = config or _default_config()
         devices = _devices.session_devices(placement.target, config, file)
         if placement.device_fn is not None:
@@ -305,7 +309,8 @@ def _open(
         _devices.check_placements(placed, devices, config, file)
         session = tf1.Session(placement.target, graph=graph, config=config)
         try:
-            model = checked.build(session)  # a session field of the model is this session
+            # A session field of the model is this session; arrays come from their members.
+            model = checked.build(session, members=parts.contents.arrays)
             if ops is not None and index is not None and parts.contents.checkpoint_prefix:
                 view = checkpoint_view(
                     index,
@@ -358,6 +363,18 @@ def _refuse_name_clashes(graph: Any, meta_graph: Any, scope: str | None, file: s
             "pass import_scope='...' to load next to them",
             file=file,
         )
+
+
+def _check_array_members(
+    spec: Spec, subtree: str | None, members: Mapping[str, bytes], file: str
+) -> None:
+    """Every ``array`` leaf of what is loaded names a member that holds what it says."""
+    start, root = spec.resolve(subtree if subtree is not None else ())
+    for path, node in iter_nodes(root, start):
+        if isinstance(node, Leaf) and node.kind == "array":
+            problem = member_problem(node, members)
+            if problem is not None:
+                raise BundleError(f"corrupt bundle: {problem}", path=format_path(path), file=file)
 
 
 def _in_file(exc: BundleError, file: str) -> BundleError:

@@ -31,14 +31,13 @@ from nestgraph import _atomic
 from nestgraph.binding import check
 from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
 from nestgraph.bundle._freeze import repair_function_reads, without_updates
+from nestgraph.bundle._savespec import _array_members, _spec_of
 from nestgraph.bundle._sessions import raw_session
 from nestgraph.bundle._zipstream import pack_streamed
-from nestgraph.convertible import SkippedFieldsWarning, spec_for_save
-from nestgraph.errors import BindingError, BundleError, Problem, SpecError, WalkError
+from nestgraph.convertible import SkippedFieldsWarning
+from nestgraph.errors import BindingError, BundleError, SpecError, WalkError
 from nestgraph.nodes import describe
-from nestgraph.paths import PathTuple, format_path
 from nestgraph.spec import Spec
-from nestgraph.walker import walk
 
 try:  # Logged once per API, not per call; the caller asked for the TF1 behaviour.
     from tensorflow.python.util.deprecation import silence as _quiet_deprecations
@@ -93,7 +92,7 @@ def _save_checked(session: Any, path: PathOrFile, spec: Spec) -> None:
     """``save`` of an already checked spec (``BundleSaverHook`` walks its model once)."""
     session = raw_session(session)
     graph_bytes, spec_bytes, saver = _prepare(session, spec)
-    _write(path, graph_bytes, spec_bytes, session, saver)
+    _write(path, graph_bytes, spec_bytes, session, saver, _array_members(spec))
 
 
 def dumps(model: Any, session: Any, *, spec: Spec | None = None) -> bytes:
@@ -103,7 +102,7 @@ def dumps(model: Any, session: Any, *, spec: Spec | None = None) -> bytes:
     graph_bytes, spec_bytes, saver = _prepare(session, model_spec)
     buffer = io.BytesIO()
     with _checkpoint_files(session, saver) as files:
-        _pack(graph_bytes, spec_bytes, files, buffer)
+        _pack(graph_bytes, spec_bytes, files, buffer, _array_members(model_spec))
     # Shares the buffer's memory instead of copying it (CPython's BytesIO).
     return buffer.getvalue()
 
@@ -204,43 +203,6 @@ def _tensor_info(tensor: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
-def _spec_of(model: Any, spec: Spec | None, session: Any, stacklevel: int = 4) -> Spec:
-    """The checked spec to write; ``stacklevel`` 4 names the line that called the public API.
-
-    A walked model's elements must all live in ``session.graph``: two models
-    built in separate graphs with the same names would otherwise pass the
-    name check, and the bundle would hold the other graph's weights.
-    """
-    if spec is not None and not isinstance(spec, Spec):
-        raise TypeError(f"spec must be an ng.Spec, not {type(spec).__name__}")
-    if spec is None:
-        spec = walk_in(model, raw_session(session).graph)
-    # One frame for spec_for_save itself, one for this function, one for the API.
-    return spec_for_save(model, spec, stacklevel=stacklevel)
-
-
-def walk_in(model: Any, graph: Any) -> Spec:
-    """``to_graph(model)``, refusing (``BindingError``) elements of a graph other than ``graph``."""
-    foreign: list[Problem] = []
-
-    def check_graph(path: PathTuple, value: Any) -> None:
-        element_graph = getattr(value, "graph", None)
-        if element_graph is not None and element_graph is not graph:
-            name = getattr(value, "name", type(value).__name__)
-            foreign.append(Problem(format_path(path), f"{name!r} is not in session.graph"))
-
-    spec = Spec(walk(model, on_leaf=check_graph))
-    if foreign:
-        raise BindingError(
-            f"{len(foreign)} element(s) of the model belong to another tf.Graph than "
-            "the session's (a model built in a different graph, or the wrong session); "
-            "the bundle would hold that graph's names with this session's weights:\n"
-            + "\n".join(f"  {problem}" for problem in foreign),
-            path=foreign[0].path,
-        )
-    return spec
-
-
 def _check_bound(spec: Spec, graph: Any) -> None:
     """Refuse to write a bundle whose spec names something the graph lacks."""
     report = check(spec, graph)
@@ -295,24 +257,37 @@ def _versions() -> dict[str, str]:
     return {"nestgraph": __version__, "tensorflow": tf.__version__}
 
 
-def _pack(graph: bytes, spec: bytes, files: Mapping[str, Any], out: IO[bytes]) -> None:
+def _pack(
+    graph: bytes,
+    spec: bytes,
+    files: Mapping[str, Any],
+    out: IO[bytes],
+    arrays: Mapping[str, bytes] | None = None,
+) -> None:
     prefix = _checkpoint.CHECKPOINT_PREFIX if files else None
-    pack_streamed(graph, spec, files, prefix, out, _versions())
+    pack_streamed(graph, spec, files, prefix, out, _versions(), arrays)
 
 
-def _write(path: PathOrFile, graph: bytes, spec: bytes, session: Any, saver: Any | None) -> None:
+def _write(
+    path: PathOrFile,
+    graph: bytes,
+    spec: bytes,
+    session: Any,
+    saver: Any | None,
+    arrays: Mapping[str, bytes] | None = None,
+) -> None:
     """Write a bundle to ``path`` (atomically) or to a binary file object."""
     if isinstance(path, (str, os.PathLike)):
         target = os.fspath(path)
         with _checkpoint_files(session, saver, beside=target) as files:
-            _atomic.write_atomic(target, lambda out: _pack(graph, spec, files, out))
+            _atomic.write_atomic(target, lambda out: _pack(graph, spec, files, out, arrays))
         return
     with _checkpoint_files(session, saver) as files:
         if _seekable(path):
-            _pack(graph, spec, files, path)
+            _pack(graph, spec, files, path, arrays)
         else:  # the manifest is patched at the end, which needs a seekable file
             buffer = io.BytesIO()
-            _pack(graph, spec, files, buffer)
+            _pack(graph, spec, files, buffer, arrays)
             path.write(buffer.getbuffer())
 
 
@@ -364,7 +339,7 @@ def _extract(
             copy.run(initializers, feed_dict=dict(zip(initial_values, values, strict=True)))
         if not freeze:
             graph_bytes, spec_bytes, saver = _prepare(copy, spec)
-            _write(path, graph_bytes, spec_bytes, copy, saver)
+            _write(path, graph_bytes, spec_bytes, copy, saver, _array_members(spec))
             return
         if loaded:
             _runcheck.check_runnable(part_variables, _runcheck.READ_OPS, "freezing the variables")
@@ -385,6 +360,7 @@ def _extract(
         frozen_spec.to_yaml().encode("utf-8"),
         None,
         None,
+        _array_members(frozen_spec),
     )
 
 

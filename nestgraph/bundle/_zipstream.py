@@ -104,14 +104,17 @@ def pack_streamed(
     prefix: str | None,
     out: IO[bytes],
     versions: Mapping[str, str],
+    arrays: Mapping[str, bytes] | None = None,
 ) -> None:
     """Write a bundle to the seekable binary file ``out``, streaming the checkpoint.
 
     ``checkpoint`` maps each checkpoint file name to a readable, seekable binary
     file (local or ``tf.io.gfile``); ``prefix`` is their common prefix, or None
-    for a bundle without variables. The bytes are those ``_container.pack``
+    for a bundle without variables; ``arrays`` are the array members
+    (``arrays/<n>.npy`` -> bytes). The bytes are those ``_container.pack``
     would write for the same content, except for zip header details.
     """
+    arrays = dict(sorted((arrays or {}).items()))
     if prefix is not None:
         _container._check_checkpoint_names(dict.fromkeys(checkpoint, b""), prefix, file=None)
     sizes = {CHECKPOINT_DIR + name: _size_of(f) for name, f in sorted(checkpoint.items())}
@@ -119,6 +122,9 @@ def pack_streamed(
         GRAPH: (hashlib.sha256(graph).hexdigest(), len(graph)),
         SPEC: (hashlib.sha256(spec).hexdigest(), len(spec)),
     }
+    parts.update(
+        (name, (hashlib.sha256(data).hexdigest(), len(data))) for name, data in arrays.items()
+    )
     placeholder = "0" * 64
     parts.update((name, (placeholder, size)) for name, size in sizes.items())
     draft = _manifest_bytes(versions, prefix, parts)
@@ -134,6 +140,8 @@ def pack_streamed(
         manifest_start = out.tell() - len(draft)
         archive.writestr(_info(GRAPH, len(graph)), graph)
         archive.writestr(_info(SPEC, len(spec)), spec)
+        for name, data in arrays.items():
+            archive.writestr(_info(name, len(data)), data)
         for name, size in sizes.items():
             source = checkpoint[name[len(CHECKPOINT_DIR) :]]
             digest = hashlib.sha256()
