@@ -178,11 +178,6 @@ def handler_for_kind(kind: str) -> LeafHandler | None:
     return _by_kind.get(kind)
 
 
-def known_kinds() -> tuple[str, ...]:
-    """Every registered kind word, in registration order."""
-    return tuple(_by_kind)
-
-
 def _install(handler: LeafHandler, *, override: bool) -> LeafHandler:
     clash = [
         h

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from nestgraph._atomic import is_remote, not_regular
 from nestgraph.bundle._container import GRAPH, SPEC, BundleContents, unpack
-from nestgraph.errors import BundleError
+from nestgraph.errors import BundleError, NestgraphError
 from nestgraph.spec import Spec
 
 __all__ = ["CLEAR_DEVICES", "import_graph", "is_bundle", "read_meta_graph", "read_spec"]
@@ -60,23 +60,28 @@ def _read(source: Source, size: int | None = None) -> bytes:
             raise BundleError("no such file", file=file) from None
         except tf.errors.OpError as exc:
             raise BundleError(f"cannot read: {exc.message}", file=file) from None
-    with _open_local(file) as local:
+    with open_local(file) as local:
         return local.read() if size is None else local.read(size)
 
 
-def _open_local(file: str) -> IO[bytes]:
+def open_local(file: str, error: type[NestgraphError] = BundleError) -> IO[bytes]:
+    """The local ``file`` opened for reading, or ``error(message, file=file)`` saying why not.
+
+    Only a regular file is opened: a FIFO would block the open and ``/dev/zero``
+    never ends, so both are refused by ``stat`` first.
+    """
     irregular = not_regular(file)
     if irregular is not None:
-        # A FIFO would block the open and /dev/zero never ends; a regular file has a size.
-        raise BundleError(f"is {irregular}, not a file", file=file)
+        raise error(f"is {irregular}, not a file", file=file)
     try:
         return open(file, "rb")
     except FileNotFoundError:
-        raise BundleError("no such file", file=file) from None
+        raise error("no such file", file=file) from None
     except IsADirectoryError:
-        raise BundleError("is a directory, not a file", file=file) from None
+        raise error("is a directory, not a file", file=file) from None
     except OSError as exc:
-        raise BundleError(f"cannot read: {exc.strerror or exc}", file=file) from None
+        message = f"cannot read: {exc.strerror or exc}"
+        raise error(message, file=file) from None
 
 
 def is_bundle(source: Source) -> bool:
@@ -96,7 +101,7 @@ def _contents(source: Source) -> tuple[str, BundleContents]:
         return file, unpack(io.BytesIO(bytes(source)), file, checkpoint=False)
     if is_remote(file):
         return file, unpack(io.BytesIO(_read(source)), file, checkpoint=False)
-    with _open_local(file) as stream:
+    with open_local(file) as stream:
         return file, unpack(stream, file, checkpoint=False)
 
 

@@ -45,6 +45,8 @@ def _spec_of(model: Any, spec: Spec | None, session: Any, stacklevel: int = 4) -
 
 def _array_members(spec: Spec) -> dict[str, bytes]:
     """The ``.npy`` members of the arrays ``spec``'s ``array`` leaves name, as they are now."""
+    if not spec._arrays:
+        return {}  # the common case: no walk collected any, so no tree walk either
     names = {member_name(node) for _, node in iter_nodes(spec.root) if isinstance(node, Leaf)}
     return {
         name: npy_bytes(spec._arrays[name])

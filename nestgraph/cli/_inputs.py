@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from nestgraph._atomic import is_remote, not_regular
-from nestgraph.bundle import is_bundle, read_spec
+from nestgraph._atomic import is_remote
+from nestgraph.bundle import _inspect, is_bundle, read_spec
 from nestgraph.errors import NestgraphError, SpecError
 from nestgraph.spec import Spec
 from nestgraph.specio import load_spec, save_spec
@@ -62,18 +62,7 @@ def open_local(file: str) -> IO[bytes]:
             "(the Python API reads scheme:// paths)",
             file=file,
         )
-    irregular = not_regular(file)
-    if irregular is not None:
-        # A FIFO would block the open and /dev/zero never ends; a regular file has a size.
-        raise InputError(f"is {irregular}, not a file", file=file)
-    try:
-        return open(file, "rb")
-    except FileNotFoundError:
-        raise InputError("no such file", file=file) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a file", file=file) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=file) from None
+    return _inspect.open_local(file, InputError)
 
 
 def _head(file: str, size: int) -> bytes:
