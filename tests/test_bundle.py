@@ -131,7 +131,12 @@ def test_bundle_is_a_stored_zip_with_a_checksummed_manifest_first(
         infos = archive.infolist()
         names = [info.filename for info in infos]
         assert names[:3] == ["manifest.json", "graph.pb", "spec.yaml"]
-        assert set(names[3:]) == {"checkpoint/model.index", "checkpoint/model.data-00000-of-00001"}
+        assert set(names[3:]) == {
+            "subnets.bin",
+            "subnets.json",
+            "checkpoint/model.index",
+            "checkpoint/model.data-00000-of-00001",
+        }
         assert all(info.compress_type == zipfile.ZIP_STORED for info in infos)
         manifest = json.loads(archive.read("manifest.json"))
         assert manifest["format"] == "nestgraph-bundle"
@@ -573,7 +578,13 @@ def test_export_freeze_turns_variables_into_constants(
     export(model, session, tmp_path / "frozen.ng", subtree="towers.2", freeze=True)
 
     members = bundle_members((tmp_path / "frozen.ng").read_bytes())
-    assert [name for name, _ in members] == ["manifest.json", "graph.pb", "spec.yaml"]
+    assert [name for name, _ in members] == [
+        "manifest.json",
+        "graph.pb",
+        "spec.yaml",
+        "subnets.bin",
+        "subnets.json",
+    ]
     assert _manifest(members)["checkpoint_prefix"] is None
     spec = ng.Spec.from_yaml(dict(members)["spec.yaml"])
     assert {b.kind for b in spec.bindings()} == {"tensor"}

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -677,7 +678,10 @@ def test_bundle_command_errors(main: Any, work: Path, monkeypatch: pytest.Monkey
     os.mkdir("full")
     Path("full/file").write_text("")
     data = bytearray(Path("model.ng").read_bytes())
-    data[-200] ^= 0xFF  # inside the last member: the checksum no longer matches
+    with zipfile.ZipFile("model.ng") as archive:
+        info = archive.getinfo("spec.yaml")
+    # Inside spec.yaml (past its 30-byte local header and name): the checksum no longer matches.
+    data[info.header_offset + 30 + len(info.filename) + info.file_size // 2] ^= 0xFF
     Path("damaged.ng").write_bytes(bytes(data))
     cases = {
         ("export", "model.yaml", "--subtree", "layers.0", "-o", "x.ng"): "model.yaml: not a bundle",

@@ -5,6 +5,7 @@ Layout, in this order::
     manifest.json                  format, version, versions, checksums (first member)
     graph.pb                       serialized MetaGraphDef
     spec.yaml                      the nestgraph spec
+    subnets.json, subnets.bin      what a sub-network load reads (optional, ``_subnetindex``)
     arrays/<n>.npy                 NumPy arrays too large for the spec (no pickles)
     checkpoint/<prefix>.index      TensorFlow checkpoint (absent in frozen bundles)
     checkpoint/<prefix>.data-*     its data shards
@@ -23,7 +24,7 @@ import os
 import re
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -31,7 +32,17 @@ from nestgraph._atomic import irregular_kind, not_regular
 from nestgraph._numpyleaves import ARRAY_MEMBER
 from nestgraph.errors import BundleError
 
-__all__ = ["FORMAT", "VERSION", "BundleContents", "check_regular", "pack", "unpack", "unpack_file"]
+__all__ = [
+    "FORMAT",
+    "SUBNETS",
+    "SUBNET_DATA",
+    "VERSION",
+    "BundleContents",
+    "check_regular",
+    "pack",
+    "unpack",
+    "unpack_file",
+]
 
 FORMAT = "nestgraph-bundle"
 VERSION = 1
@@ -40,6 +51,9 @@ MANIFEST = "manifest.json"
 GRAPH = "graph.pb"
 SPEC = "spec.yaml"
 CHECKPOINT_DIR = "checkpoint/"
+#: The sub-network index (``_subnetindex``): its directory, and its slices (read in parts).
+SUBNETS = "subnets.json"
+SUBNET_DATA = "subnets.bin"
 
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_MANIFEST_DEPTH = 8  # the manifest nests three levels; json recurses per level
@@ -94,6 +108,8 @@ class BundleContents:
     manifest: Mapping[str, Any] = field(default_factory=dict)
     #: Array members (``arrays/<n>.npy`` -> ``.npy`` bytes), verified.
     arrays: Mapping[str, bytes] = field(default_factory=dict)
+    #: The sub-network index's directory (``subnets.json``), verified; None if absent.
+    subnets: bytes | None = None
 
 
 def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) -> None:
@@ -131,7 +147,9 @@ def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) 
             archive.writestr(info, data)
 
 
-def unpack(source: IO[bytes], file: str, *, checkpoint: bool = True) -> BundleContents:
+def unpack(
+    source: IO[bytes], file: str, *, checkpoint: bool = True, located: Collection[str] = ()
+) -> BundleContents:
     """Read and verify a bundle from the seekable binary file ``source``.
 
     Every member's size and SHA-256 is checked against the manifest before its
@@ -139,7 +157,9 @@ def unpack(source: IO[bytes], file: str, *, checkpoint: bool = True) -> BundleCo
     ``checkpoint=False`` the manifest and the member list are still verified in
     full, but the checkpoint files (the bulk of a bundle) are neither read nor
     hashed, and ``checkpoint`` comes back empty: for tools that only need the
-    spec and the graph.
+    spec and the graph. ``subnets.bin`` is read only with ``checkpoint``, and the
+    members named in ``located`` are not read (their bytes come back empty):
+    their readers check the parts they use (``_zipstream.read_located``).
 
     Raises:
       BundleError: the data is not a bundle, is truncated or corrupt, lacks a
@@ -155,7 +175,7 @@ def unpack(source: IO[bytes], file: str, *, checkpoint: bool = True) -> BundleCo
     with archive:
         try:
             _check_layout(archive, source, file)
-            return _unpack(archive, file, checkpoint)
+            return _unpack(archive, file, checkpoint, frozenset(located))
         except BundleError:
             raise
         except _ZIP_ERRORS as exc:
@@ -240,7 +260,9 @@ def _check_layout(archive: zipfile.ZipFile, source: IO[bytes], file: str) -> Non
             raise BundleError(_CORRUPT.format(why=why), file=file)
 
 
-def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> BundleContents:
+def _unpack(
+    archive: zipfile.ZipFile, file: str, with_checkpoint: bool, located: frozenset[str]
+) -> BundleContents:
     infos = archive.infolist()
     if not infos or infos[0].filename != MANIFEST:
         first = infos[0].filename if infos else "nothing"
@@ -261,8 +283,15 @@ def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> Bundl
         why = f"member(s) not listed in the manifest: {', '.join(extra)}"
         raise BundleError(_CORRUPT.format(why=why), file=file)
 
-    wanted = [n for n in parts if with_checkpoint or not n.startswith(CHECKPOINT_DIR)]
+    if not with_checkpoint:
+        located = located | {SUBNET_DATA}
+    wanted = [
+        n
+        for n in parts
+        if n not in located and (with_checkpoint or not n.startswith(CHECKPOINT_DIR))
+    ]
     data = {name: _read_member(archive, by_name[name], parts[name], file) for name in wanted}
+    data.update((name, b"") for name in located if name in parts)
 
     prefix_member = manifest["checkpoint_prefix"]
     # The names are checked either way; their bytes only when they were read.
@@ -285,6 +314,7 @@ def _unpack(archive: zipfile.ZipFile, file: str, with_checkpoint: bool) -> Bundl
         checkpoint_prefix=prefix,
         manifest=manifest,
         arrays={name: data[name] for name in parts if ARRAY_MEMBER.fullmatch(name)},
+        subnets=data.get(SUBNETS),
     )
 
 
@@ -351,7 +381,7 @@ def _manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
     for name, entry in parts.items():
         checkpoint_file = name[len(CHECKPOINT_DIR) :] if name.startswith(CHECKPOINT_DIR) else ""
         if (
-            name not in (GRAPH, SPEC)
+            name not in (GRAPH, SPEC, SUBNETS, SUBNET_DATA)
             and not _CHECKPOINT_FILE.fullmatch(checkpoint_file)
             and not ARRAY_MEMBER.fullmatch(name)
         ):

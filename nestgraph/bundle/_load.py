@@ -33,12 +33,20 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph import _atomic
 from nestgraph._numpyleaves import member_problem
 from nestgraph.binding import validate
-from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _restore, _scan
-from nestgraph.bundle._container import check_regular
+from nestgraph.bundle import (
+    _checkpoint,
+    _devices,
+    _metagraph,
+    _remote,
+    _restore,
+    _scan,
+    _subnets,
+)
+from nestgraph.bundle._container import GRAPH, check_regular
 from nestgraph.bundle._save import import_graph
 from nestgraph.bundle._tensorbundle import CheckpointIndex
 from nestgraph.bundle._view import checkpoint_view
-from nestgraph.bundle._zipstream import BundleParts, unpack_parts
+from nestgraph.bundle._zipstream import BundleParts, read_located, unpack_parts
 from nestgraph.errors import BundleError
 from nestgraph.nodes import Leaf, iter_nodes
 from nestgraph.paths import format_path
@@ -116,7 +124,7 @@ def load(
         clear_devices, device_fn, target, trusted, graph=graph, import_scope=import_scope
     )
     with _opened(path) as (file, stream, local_path):
-        parts = unpack_parts(stream, file)
+        parts = unpack_parts(stream, file, _located(subtree))
         return _open(parts, file, stream, local_path, subtree, allow, generic, config, placement)
 
 
@@ -141,7 +149,7 @@ def loads(
         clear_devices, device_fn, target, trusted, graph=graph, import_scope=import_scope
     )
     stream = io.BytesIO(data)
-    parts = unpack_parts(stream, _BYTES_SOURCE)
+    parts = unpack_parts(stream, _BYTES_SOURCE, _located(subtree))
     return _open(parts, _BYTES_SOURCE, stream, None, subtree, allow, generic, config, placement)
 
 
@@ -226,11 +234,19 @@ def _opened(path: PathOrFile) -> Iterator[tuple[str, IO[bytes], str | None]]:
         yield file, stream, file
 
 
-def _parse(parts: BundleParts, file: str) -> tuple[Spec, Any]:
+def _located(subtree: str | None) -> tuple[str, ...]:
+    """A sub-network load reads ``graph.pb`` in parts when the bundle's index allows."""
+    return (GRAPH,) if subtree is not None else ()
+
+
+def _parse(parts: BundleParts, file: str, stream: IO[bytes]) -> tuple[Spec, Any]:
     spec = Spec.from_yaml(parts.contents.spec, source=f"{file}:spec.yaml")
+    graph = parts.contents.graph
+    if GRAPH in parts.located:
+        graph = read_located(stream, parts, GRAPH, file)
     meta_graph = meta_graph_pb2.MetaGraphDef()
     try:
-        meta_graph.ParseFromString(parts.contents.graph)
+        meta_graph.ParseFromString(graph)
     except DecodeError as exc:
         raise BundleError(f"graph.pb is not a MetaGraphDef: {exc}", file=file) from None
     return spec, meta_graph
@@ -253,11 +269,18 @@ def _open(
     # process, a loaded 2-core machine), a full load took 7.2 s with it paused and
     # 10.2 s without; a one-tower load was the same either way.
     with _metagraph.gc_paused():
-        spec, meta_graph = _parse(parts, file)
+        # A sub-network through the bundle's index: only its slices are read.
+        selected = None if subtree is None else _subnets.select(parts, stream, subtree, file)
+        if selected is not None:
+            spec, meta_graph = selected
+        else:
+            spec, meta_graph = _parse(parts, file, stream)
         try:
             if subtree is not None:
                 records = list(spec.subtree(subtree).bindings())
-                meta_graph = _metagraph.prune_meta_graph(meta_graph, [r.name for r in records])
+                if selected is None:
+                    seeds = [r.name for r in records]
+                    meta_graph = _metagraph.prune_meta_graph(meta_graph, seeds)
                 paths = _variable_paths(records, subtree)
             else:
                 paths = _variable_paths(spec.bindings(), None)

@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - fallback for a future TensorFlow
     _proto_type_of = None
 
 __all__ = [
+    "Pruner",
     "collection_proto_type",
     "gc_paused",
     "node_name",
@@ -240,6 +241,86 @@ def prune_meta_graph(
         # Original order: the importer does not need it, but diffs and tests read better.
         kept_nodes = [node for name, node in nodes.items() if name in kept]
         return _subset(meta_graph, index, nodes, kept, kept_nodes, meta_graph.graph_def)
+
+
+class Pruner:
+    """:func:`prune_meta_graph` for many seed sets of one graph, each at its own cost.
+
+    The graph and its collections are indexed once; ``skeleton(seeds)`` then
+    touches only the kept nodes and the collection entries that name them.
+    """
+
+    def __init__(self, meta_graph: meta_graph_pb2.MetaGraphDef) -> None:
+        self.meta_graph = meta_graph
+        self.nodes = {node.name: node for node in meta_graph.graph_def.node}
+        self.position = {name: i for i, name in enumerate(self.nodes)}
+        self.index = _CollectionIndex(meta_graph, self.nodes)
+        # key -> entries that name no node (always kept); node -> (key, entry) naming it
+        self.unconditional: dict[str, list[int]] = {}
+        self.mentions: dict[str, list[tuple[str, int]]] = {}
+        for key, collection in meta_graph.collection_def.items():
+            kind = collection.WhichOneof("kind")
+            if key in _DROPPED_COLLECTIONS:
+                continue
+            if kind == "node_list":
+                for i, value in enumerate(collection.node_list.value):
+                    self.mentions.setdefault(node_name(value), []).append((key, i))
+            elif kind == "bytes_list" and key in self.index.entry_refs:
+                for i, refs in enumerate(self.index.entry_refs[key]):
+                    if not refs:
+                        self.unconditional.setdefault(key, []).append(i)
+                    for ref in set(refs):
+                        self.mentions.setdefault(ref, []).append((key, i))
+        self.signature_refs = {
+            key: node_refs(signature, self.nodes)
+            for key, signature in meta_graph.signature_def.items()
+        }
+        self.asset_refs = [node_refs(asset, self.nodes) for asset in meta_graph.asset_file_def]
+
+    def skeleton(self, seeds: Iterable[str]) -> tuple[list[int], meta_graph_pb2.MetaGraphDef]:
+        """The kept nodes' positions (in graph order) and the pruned MetaGraphDef without them.
+
+        The skeleton holds no nodes and no function library: with the kept
+        ``NodeDef`` records and the library added back, it is what
+        :func:`prune_meta_graph` returns for ``seeds``.
+        """
+        meta_graph = self.meta_graph
+        kept = _closure(self.nodes, seeds, self.index)
+        pruned = meta_graph_pb2.MetaGraphDef()
+        if meta_graph.HasField("meta_info_def"):
+            pruned.meta_info_def.CopyFrom(meta_graph.meta_info_def)
+        pruned.graph_def.versions.CopyFrom(meta_graph.graph_def.versions)
+        chosen: dict[str, set[int]] = {}
+        for name in kept:
+            for key, i in self.mentions.get(name, ()):
+                chosen.setdefault(key, set()).add(i)
+        for key, collection in meta_graph.collection_def.items():
+            if key in _DROPPED_COLLECTIONS:
+                continue
+            kind = collection.WhichOneof("kind")
+            if kind == "node_list":
+                values = collection.node_list.value
+                picked = [values[i] for i in sorted(chosen.get(key, ()))]
+                if picked:
+                    pruned.collection_def[key].node_list.value.extend(picked)
+            elif kind == "bytes_list" and key in self.index.entry_refs:
+                refs = self.index.entry_refs[key]
+                candidates = chosen.get(key, set()).union(self.unconditional.get(key, ()))
+                values = collection.bytes_list.value
+                picked = [
+                    values[i] for i in sorted(candidates) if all(ref in kept for ref in refs[i])
+                ]
+                if picked:
+                    pruned.collection_def[key].bytes_list.value.extend(picked)
+            elif _has_values(collection):
+                pruned.collection_def[key].CopyFrom(collection)
+        for key, signature in meta_graph.signature_def.items():
+            if all(ref in kept for ref in self.signature_refs[key]):
+                pruned.signature_def[key].CopyFrom(signature)
+        for asset, asset_refs in zip(meta_graph.asset_file_def, self.asset_refs, strict=True):
+            if all(ref in kept for ref in asset_refs):
+                pruned.asset_file_def.add().CopyFrom(asset)
+        return sorted(self.position[name] for name in kept), pruned
 
 
 def without_saver(meta_graph: meta_graph_pb2.MetaGraphDef) -> meta_graph_pb2.MetaGraphDef:

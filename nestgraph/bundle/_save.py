@@ -33,6 +33,7 @@ from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runche
 from nestgraph.bundle._freeze import repair_function_reads, without_updates
 from nestgraph.bundle._savespec import _array_members, _spec_of
 from nestgraph.bundle._sessions import raw_session
+from nestgraph.bundle._subnetindex import build_index
 from nestgraph.bundle._zipstream import pack_streamed
 from nestgraph.convertible import SkippedFieldsWarning
 from nestgraph.errors import BindingError, BundleError, SpecError, WalkError
@@ -91,18 +92,18 @@ def save(model: Any, session: Any, path: PathOrFile, *, spec: Spec | None = None
 def _save_checked(session: Any, path: PathOrFile, spec: Spec) -> None:
     """``save`` of an already checked spec (``BundleSaverHook`` walks its model once)."""
     session = raw_session(session)
-    graph_bytes, spec_bytes, saver = _prepare(session, spec)
-    _write(path, graph_bytes, spec_bytes, session, saver, _array_members(spec))
+    graph_bytes, spec_bytes, saver, members = _prepare(session, spec)
+    _write(path, graph_bytes, spec_bytes, session, saver, members)
 
 
 def dumps(model: Any, session: Any, *, spec: Spec | None = None) -> bytes:
     """The bundle ``save`` would write, as bytes; nothing is written to disk."""
     model_spec = _spec_of(model, spec, session)
     session = raw_session(session)
-    graph_bytes, spec_bytes, saver = _prepare(session, model_spec)
+    graph_bytes, spec_bytes, saver, members = _prepare(session, model_spec)
     buffer = io.BytesIO()
     with _checkpoint_files(session, saver) as files:
-        _pack(graph_bytes, spec_bytes, files, buffer, _array_members(model_spec))
+        _pack(graph_bytes, spec_bytes, files, buffer, members)
     # Shares the buffer's memory instead of copying it (CPython's BytesIO).
     return buffer.getvalue()
 
@@ -210,8 +211,11 @@ def _check_bound(spec: Spec, graph: Any) -> None:
         raise BindingError(problems=report.problems)
 
 
-def _prepare(session: Any, spec: Spec) -> tuple[bytes, bytes, Any]:
-    """The serialized graph and spec of a bundle of ``session.graph``, and its saver."""
+def _prepare(session: Any, spec: Spec) -> tuple[bytes, bytes, Any, dict[str, bytes]]:
+    """The serialized graph and spec of a bundle of ``session.graph``, its saver, its members.
+
+    The members are the large arrays' and the sub-network index's.
+    """
     graph = session.graph
     _check_bound(spec, graph)
     saver = _checkpoint.saver_for(graph)
@@ -222,7 +226,13 @@ def _prepare(session: Any, spec: Spec) -> tuple[bytes, bytes, Any]:
         meta_graph = tf1.train.export_meta_graph(
             graph=graph, saver_def=saver_def, clear_devices=False
         )
-    return meta_graph.SerializeToString(deterministic=True), spec.to_yaml().encode("utf-8"), saver
+    graph_bytes = meta_graph.SerializeToString(deterministic=True)
+    spec_bytes = spec.to_yaml().encode("utf-8")
+    return graph_bytes, spec_bytes, saver, _members(meta_graph, graph_bytes, spec, spec_bytes)
+
+
+def _members(meta_graph: Any, graph: bytes, spec: Spec, spec_bytes: bytes) -> dict[str, bytes]:
+    return {**_array_members(spec), **build_index(meta_graph, graph, spec, spec_bytes)}
 
 
 @contextlib.contextmanager
@@ -338,8 +348,8 @@ def _extract(
             # Feeding the initial value copies a value in without adding assign ops.
             copy.run(initializers, feed_dict=dict(zip(initial_values, values, strict=True)))
         if not freeze:
-            graph_bytes, spec_bytes, saver = _prepare(copy, spec)
-            _write(path, graph_bytes, spec_bytes, copy, saver, _array_members(spec))
+            graph_bytes, spec_bytes, saver, members = _prepare(copy, spec)
+            _write(path, graph_bytes, spec_bytes, copy, saver, members)
             return
         if loaded:
             _runcheck.check_runnable(part_variables, _runcheck.READ_OPS, "freezing the variables")
@@ -354,13 +364,15 @@ def _extract(
     frozen_spec = spec.map_bindings(
         lambda kind, name: ("tensor", name) if kind == "variable" else (kind, name)
     )
+    graph_bytes = frozen.SerializeToString(deterministic=True)
+    spec_bytes = frozen_spec.to_yaml().encode("utf-8")
     _write(
         path,
-        frozen.SerializeToString(deterministic=True),
-        frozen_spec.to_yaml().encode("utf-8"),
+        graph_bytes,
+        spec_bytes,
         None,
         None,
-        _array_members(frozen_spec),
+        _members(frozen, graph_bytes, frozen_spec, spec_bytes),
     )
 
 

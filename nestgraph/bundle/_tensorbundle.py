@@ -140,6 +140,55 @@ def _entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
         pos += size
 
 
+def _find(block: bytes, wanted: bytes) -> bytes | None:
+    """The value of ``wanted`` in one block, found through its restart points.
+
+    TensorFlow writes indexes as one large block (a whole checkpoint's entries,
+    each 16th a restart point holding its full key): a binary search over the
+    restart points and a scan of at most one run reads a few entries, not all.
+    """
+    if len(block) < 4:
+        raise _Corrupt("a block is too short")
+    (restarts,) = struct.unpack_from("<I", block, len(block) - 4)
+    limit = len(block) - 4 - 4 * restarts
+    if limit < 0 or restarts == 0:
+        raise _Corrupt("a block's restart array is malformed")
+    points = struct.unpack_from(f"<{restarts}I", block, limit)
+
+    def key_at(point: int) -> bytes:
+        if point >= limit:
+            raise _Corrupt("a restart point lies outside its block")
+        shared, pos = _varint(block, point)
+        own, pos = _varint(block, pos)
+        _, pos = _varint(block, pos)
+        if shared != 0 or pos + own > limit:
+            raise _Corrupt("a restart point does not start a full key")
+        return block[pos : pos + own]
+
+    low, high = 0, restarts - 1  # the last restart point whose key is <= wanted
+    while low < high:
+        middle = (low + high + 1) // 2
+        if key_at(points[middle]) <= wanted:
+            low = middle
+        else:
+            high = middle - 1
+    pos, key = points[low], b""
+    while pos < limit:
+        shared, pos = _varint(block, pos)
+        own, pos = _varint(block, pos)
+        size, pos = _varint(block, pos)
+        if shared > len(key) or pos + own + size > limit:
+            raise _Corrupt("an entry runs past its block")
+        key = key[:shared] + block[pos : pos + own]
+        pos += own
+        if key == wanted:
+            return block[pos : pos + size]
+        if key > wanted:
+            return None
+        pos += size
+    return None
+
+
 def _handle(value: bytes) -> tuple[int, int]:
     offset, pos = _varint(value, 0)
     size, _ = _varint(value, pos)
@@ -260,7 +309,9 @@ class CheckpointIndex:
         number = bisect.bisect_left(self._last_keys, key)
         if number == len(self._last_keys):
             return None
-        return self._block_entries(number).get(key)
+        if number in self._blocks:
+            return self._blocks[number].get(key)
+        return _find(_block(self._data, self._handles[number]), key)
 
     def entries(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         """``{key: BundleEntryProto}`` for ``keys`` present in the index (None: every key).

@@ -20,7 +20,7 @@ import json
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -34,12 +34,20 @@ from nestgraph.bundle._container import (
     GRAPH,
     MANIFEST,
     SPEC,
+    SUBNET_DATA,
     VERSION,
     BundleContents,
 )
 from nestgraph.errors import BundleError
 
-__all__ = ["BundleParts", "StoredMember", "pack_streamed", "unpack_parts"]
+__all__ = [
+    "BundleParts",
+    "StoredMember",
+    "pack_streamed",
+    "read_located",
+    "read_range",
+    "unpack_parts",
+]
 
 _CHUNK = 8 << 20
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra length
@@ -67,6 +75,8 @@ class BundleParts:
     contents: BundleContents
     index: bytes | None = None
     shards: Mapping[str, StoredMember] = field(default_factory=dict)
+    #: Members located rather than read (``graph.pb`` when asked, ``subnets.bin``).
+    located: Mapping[str, StoredMember] = field(default_factory=dict)
 
 
 def _size_of(file: Any) -> int:
@@ -189,29 +199,38 @@ def _local_header(source: Any, offset: int) -> tuple[int, int]:
     return name_length, extra_length
 
 
-def unpack_parts(source: IO[bytes], file: str) -> BundleParts:
+def unpack_parts(source: IO[bytes], file: str, located: Collection[str] = ()) -> BundleParts:
     """Verify the bundle in the seekable binary file ``source``; locate its weights.
 
     The manifest, the member list, ``graph.pb``, ``spec.yaml`` and the checkpoint
     index are verified as ``_container.unpack`` verifies them (size and SHA-256);
     each data shard's size and storage are checked and its position found, but
-    its bytes are not read.
+    its bytes are not read. So are ``subnets.bin`` and the members named in
+    ``located`` (``graph.pb`` for a sub-network load): :func:`read_located`
+    reads and checks them, or the parts of them that are used.
 
     Raises:
       BundleError: as ``_container.unpack``, or a data shard lies outside the file.
     """
-    contents = _container.unpack(source, file, checkpoint=False)
-    prefix = contents.checkpoint_prefix
-    if prefix is None:
-        return BundleParts(contents)
+    contents = _container.unpack(source, file, checkpoint=False, located=located)
     parts: Mapping[str, Any] = contents.manifest["parts"]
+    lazy = [name for name in (*located, SUBNET_DATA) if name in parts]
+    prefix = contents.checkpoint_prefix
+    if prefix is None and not lazy:
+        return BundleParts(contents)
     index_name = f"{CHECKPOINT_DIR}{prefix}.index"
     try:
         with zipfile.ZipFile(source) as archive:
+            file_size = _size_of(source)
+            where = {
+                name: _locate(source, archive.getinfo(name), parts[name], file_size, file)
+                for name in lazy
+            }
+            if prefix is None:
+                return BundleParts(contents, located=where)
             index = _container._read_member(
                 archive, archive.getinfo(index_name), parts[index_name], file
             )
-            file_size = _size_of(source)
             shards = {}
             for name in parts:
                 if not name.startswith(CHECKPOINT_DIR) or name == index_name:
@@ -223,7 +242,31 @@ def unpack_parts(source: IO[bytes], file: str) -> BundleParts:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, struct.error) as exc:
         raise BundleError(_CORRUPT.format(why=str(exc)), file=file) from exc
-    return BundleParts(contents, index, shards)
+    return BundleParts(contents, index, shards, where)
+
+
+def read_range(source: IO[bytes], member: StoredMember, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of a located member; a range outside it is a ValueError."""
+    if offset < 0 or size < 0 or offset + size > member.size:
+        raise ValueError(f"bytes {offset}..{offset + size} lie outside the member")
+    source.seek(member.offset + offset)
+    data = source.read(size)
+    if len(data) != size:
+        raise ValueError("the member is truncated")
+    return data
+
+
+def read_located(source: IO[bytes], parts: BundleParts, name: str, file: str) -> bytes:
+    """The whole located member ``name``, checked against its size and SHA-256."""
+    member = parts.located[name]
+    entry = parts.contents.manifest["parts"][name]
+    try:
+        data = read_range(source, member, 0, member.size)
+    except (OSError, ValueError) as exc:
+        raise BundleError(_CORRUPT.format(why=f"member {name}: {exc}"), file=file) from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise BundleError(_CORRUPT.format(why=f"checksum mismatch for member {name}"), file=file)
+    return data
 
 
 def _locate(
