@@ -276,6 +276,42 @@ class Pruner:
             for key, signature in meta_graph.signature_def.items()
         }
         self.asset_refs = [node_refs(asset, self.nodes) for asset in meta_graph.asset_file_def]
+        # What _closure follows from each node, resolved once: inputs, colocations, and
+        # the ops a VariableDef names (control-flow contexts are added as _closure adds them).
+        self.adjacency: dict[str, list[str]] = {}
+        extras = self.index.variable_extras
+        for name, node in self.nodes.items():
+            targets = [node_name(ref) for ref in node.input]
+            if "_class" in node.attr:
+                targets.extend(
+                    target[len(_COLOCATION_PREFIX) :].decode("utf-8")
+                    for target in node.attr["_class"].list.s
+                    if target.startswith(_COLOCATION_PREFIX)
+                )
+            targets.extend(extras.get(name, ()))
+            self.adjacency[name] = targets
+
+    def _kept(self, seeds: Iterable[str]) -> set[str]:
+        """:func:`_closure` over the resolved adjacency."""
+        adjacency, index = self.adjacency, self.index
+        kept: set[str] = set()
+        contexts_done: set[int] = set()
+        stack = [node_name(seed) for seed in seeds]
+        while stack:
+            name = stack.pop()
+            if name in kept:
+                continue
+            targets = adjacency.get(name)
+            if targets is None:
+                stack.extend(index.partition_parts.get(name, ()))
+                continue
+            kept.add(name)
+            stack.extend(targets)
+            for context in index.context_of.get(name, ()):
+                if context not in contexts_done:
+                    contexts_done.add(context)
+                    stack.extend(index.contexts[context])
+        return kept
 
     def skeleton(self, seeds: Iterable[str]) -> tuple[list[int], meta_graph_pb2.MetaGraphDef]:
         """The kept nodes' positions (in graph order) and the pruned MetaGraphDef without them.
@@ -285,7 +321,7 @@ class Pruner:
         :func:`prune_meta_graph` returns for ``seeds``.
         """
         meta_graph = self.meta_graph
-        kept = _closure(self.nodes, seeds, self.index)
+        kept = self._kept(seeds)
         pruned = meta_graph_pb2.MetaGraphDef()
         if meta_graph.HasField("meta_info_def"):
             pruned.meta_info_def.CopyFrom(meta_graph.meta_info_def)

@@ -36,6 +36,7 @@ from nestgraph.bundle import _metagraph
 from nestgraph.bundle._container import SUBNET_DATA, SUBNETS
 from nestgraph.nodes import (
     DictNode,
+    Leaf,
     ListNode,
     NamedTupleNode,
     ObjectNode,
@@ -46,7 +47,7 @@ from nestgraph.nodes import (
     iter_nodes,
 )
 from nestgraph.paths import PathTuple, format_path
-from nestgraph.spec import Spec
+from nestgraph.spec import Spec, leaf_parts
 
 __all__ = ["SLICE_HEADER", "SUBNETS", "SUBNETS_FORMAT", "SUBNET_DATA", "build_index"]
 
@@ -77,8 +78,8 @@ def build_index(
         budget = _BUDGET_FLOOR + _BUDGET_RATIO * (len(graph) + len(spec_text))
         entries: dict[str, list[Any]] = {}
         data = bytearray()
-        for path in _containers(spec.root):
-            piece = _slice(spec, tree, lines, path, pruner, graph, spans)
+        for path, node in _containers(spec.root):
+            piece = _slice(spec, tree, lines, path, node, pruner, graph, spans)
             if len(data) + len(piece) > budget:
                 break
             entries[format_path(path)] = [len(data), len(piece), hashlib.sha256(piece).hexdigest()]
@@ -98,14 +99,14 @@ def build_index(
     }
 
 
-def _containers(root: SpecNode) -> Iterator[PathTuple]:
+def _containers(root: SpecNode) -> Iterator[tuple[PathTuple, SpecNode]]:
     """Every branch below the root, breadth first: the sub-networks worth indexing first."""
     level: list[tuple[PathTuple, SpecNode]] = [((), root)]
     while level:
         following: list[tuple[PathTuple, SpecNode]] = []
         for path, node in level:
             if path:
-                yield path
+                yield path, node
             following.extend(
                 ((*path, key), child)
                 for key, child in _children(node)
@@ -132,16 +133,25 @@ def _slice(
     tree: Any,
     lines: Mapping[tuple[Any, ...], int],
     path: PathTuple,
+    node: SpecNode,
     pruner: _metagraph.Pruner,
     graph: bytes,
     spans: _Spans,
 ) -> bytes:
-    needed = _needed_paths(spec, path)
-    ypaths = [_ypath(spec.root, p) for p in needed]
+    needed = _needed(spec, path, node)
+    ypaths = [_ypath(spec.root, p) for p, _ in needed]
     expand: list[list[Any]] = []
     doc = _take(tree, (), _trie(ypaths), expand, members=False)
     doc_lines = [[list(y), line] for y, line in _doc_lines(doc, (), expand, lines)]
-    seeds = [record.name for record in spec.subtree(tuple(str(k) for k in path)).bindings()]
+    # What spec.subtree(path).bindings() names (it copies ref targets in), without
+    # re-rooting: a spec read from YAML would copy its whole line table each time.
+    seeds = [
+        name
+        for _, start in needed
+        for _, child in iter_nodes(start)
+        if isinstance(child, Leaf)
+        for _, _, name in leaf_parts(child)
+    ]
     kept, skeleton = pruner.skeleton(seeds)
     # The op list of meta_info_def is the same for every slice: read from graph.pb instead.
     skeleton.ClearField("meta_info_def")
@@ -164,20 +174,18 @@ def _slice(
     return header + spec_json + meta_json + skeleton_bytes
 
 
-def _needed_paths(spec: Spec, path: PathTuple) -> list[PathTuple]:
-    """``path`` and every object its refs reach (transitively), outermost first."""
-    needed = [path]
-    todo = [path]
+def _needed(spec: Spec, path: PathTuple, node: SpecNode) -> list[tuple[PathTuple, SpecNode]]:
+    """``(path, node)`` and every object its refs reach (transitively), outermost first."""
+    needed = [(path, node)]
+    todo = [node]
     while todo:
-        start = todo.pop()
-        _, node = spec.resolve(tuple(str(k) for k in start))
-        for _, child in iter_nodes(node, start):
+        for _, child in iter_nodes(todo.pop()):
             if not isinstance(child, Ref):
                 continue
-            target, _ = spec.resolve(tuple(str(k) for k in child.target))
-            if not any(target[: len(p)] == p for p in needed):
-                needed.append(target)
-                todo.append(target)
+            target, target_node = spec.resolve(child.target)
+            if not any(target[: len(p)] == p for p, _ in needed):
+                needed.append((target, target_node))
+                todo.append(target_node)
     return needed
 
 
