@@ -246,8 +246,9 @@ def prune_meta_graph(
 class Pruner:
     """:func:`prune_meta_graph` for many seed sets of one graph, each at its own cost.
 
-    The graph and its collections are indexed once; ``skeleton(seeds)`` then
-    touches only the kept nodes and the collection entries that name them.
+    The graph and its collections are indexed once; ``kept(seeds)`` and
+    ``skeleton(kept)`` then touch only the kept nodes and the collection
+    entries that name them.
     """
 
     def __init__(self, meta_graph: meta_graph_pb2.MetaGraphDef) -> None:
@@ -276,25 +277,18 @@ class Pruner:
             for key, signature in meta_graph.signature_def.items()
         }
         self.asset_refs = [node_refs(asset, self.nodes) for asset in meta_graph.asset_file_def]
-        # What _closure follows from each node, resolved once: inputs, colocations, and
-        # the ops a VariableDef names (control-flow contexts are added as _closure adds them).
+        # What _closure follows from each node, resolved when first reached (most
+        # nodes, gradients and optimizer updates, are in no sub-network's closure).
         self.adjacency: dict[str, list[str]] = {}
-        extras = self.index.variable_extras
-        for name, node in self.nodes.items():
-            targets = [node_name(ref) for ref in node.input]
-            if "_class" in node.attr:
-                targets.extend(
-                    target[len(_COLOCATION_PREFIX) :].decode("utf-8")
-                    for target in node.attr["_class"].list.s
-                    if target.startswith(_COLOCATION_PREFIX)
-                )
-            targets.extend(extras.get(name, ()))
-            self.adjacency[name] = targets
 
-    def _kept(self, seeds: Iterable[str]) -> set[str]:
-        """:func:`_closure` over the resolved adjacency."""
+    def kept(self, seeds: Iterable[str], known: Iterable[str] = ()) -> set[str]:
+        """:func:`_closure` over the resolved adjacency; ``known`` is a closure already found.
+
+        The closure of a union is the union of the closures, so a container's
+        closure can start from its parts' (their contexts are already in them).
+        """
         adjacency, index = self.adjacency, self.index
-        kept: set[str] = set()
+        kept: set[str] = set(known)
         contexts_done: set[int] = set()
         stack = [node_name(seed) for seed in seeds]
         while stack:
@@ -303,8 +297,10 @@ class Pruner:
                 continue
             targets = adjacency.get(name)
             if targets is None:
-                stack.extend(index.partition_parts.get(name, ()))
-                continue
+                if name not in self.nodes:
+                    stack.extend(index.partition_parts.get(name, ()))
+                    continue
+                targets = adjacency[name] = self._targets(name)
             kept.add(name)
             stack.extend(targets)
             for context in index.context_of.get(name, ()):
@@ -313,17 +309,32 @@ class Pruner:
                     stack.extend(index.contexts[context])
         return kept
 
-    def skeleton(self, seeds: Iterable[str]) -> tuple[list[int], meta_graph_pb2.MetaGraphDef]:
-        """The kept nodes' positions (in graph order) and the pruned MetaGraphDef without them.
+    def _targets(self, name: str) -> list[str]:
+        """A node's inputs, colocations and the ops its VariableDef names."""
+        node = self.nodes[name]
+        targets = [node_name(ref) for ref in node.input]
+        if "_class" in node.attr:
+            targets.extend(
+                target[len(_COLOCATION_PREFIX) :].decode("utf-8")
+                for target in node.attr["_class"].list.s
+                if target.startswith(_COLOCATION_PREFIX)
+            )
+        targets.extend(self.index.variable_extras.get(name, ()))
+        return targets
 
-        The skeleton holds no nodes and no function library: with the kept
-        ``NodeDef`` records and the library added back, it is what
-        :func:`prune_meta_graph` returns for ``seeds``.
+    def skeleton(
+        self, kept: set[str], *, head: bool = True
+    ) -> tuple[list[int], meta_graph_pb2.MetaGraphDef]:
+        """The positions (in graph order) of ``kept`` (from :meth:`kept`) and the pruned
+        MetaGraphDef without their nodes.
+
+        The skeleton holds no nodes and no function library (nor, unless
+        ``head``, the ``meta_info_def``): with those added back, it is what
+        :func:`prune_meta_graph` returns for the seeds of ``kept``.
         """
         meta_graph = self.meta_graph
-        kept = self._kept(seeds)
         pruned = meta_graph_pb2.MetaGraphDef()
-        if meta_graph.HasField("meta_info_def"):
+        if head and meta_graph.HasField("meta_info_def"):
             pruned.meta_info_def.CopyFrom(meta_graph.meta_info_def)
         pruned.graph_def.versions.CopyFrom(meta_graph.graph_def.versions)
         chosen: dict[str, set[int]] = {}

@@ -76,10 +76,12 @@ def build_index(
     with _metagraph.gc_paused():
         pruner = _metagraph.Pruner(meta_graph)
         budget = _BUDGET_FLOOR + _BUDGET_RATIO * (len(graph) + len(spec_text))
+        closures = _Closures(spec, pruner)
         entries: dict[str, list[Any]] = {}
         data = bytearray()
         for path, node in _containers(spec.root):
-            piece = _slice(spec, tree, lines, path, node, pruner, graph, spans)
+            kept = closures.pop(path, node)
+            piece = _slice(spec, tree, lines, path, node, kept, pruner, graph, spans)
             if len(data) + len(piece) > budget:
                 break
             entries[format_path(path)] = [len(data), len(piece), hashlib.sha256(piece).hexdigest()]
@@ -134,6 +136,7 @@ def _slice(
     lines: Mapping[tuple[Any, ...], int],
     path: PathTuple,
     node: SpecNode,
+    kept_names: set[str],
     pruner: _metagraph.Pruner,
     graph: bytes,
     spans: _Spans,
@@ -143,18 +146,8 @@ def _slice(
     expand: list[list[Any]] = []
     doc = _take(tree, (), _trie(ypaths), expand, members=False)
     doc_lines = [[list(y), line] for y, line in _doc_lines(doc, (), expand, lines)]
-    # What spec.subtree(path).bindings() names (it copies ref targets in), without
-    # re-rooting: a spec read from YAML would copy its whole line table each time.
-    seeds = [
-        name
-        for _, start in needed
-        for _, child in iter_nodes(start)
-        if isinstance(child, Leaf)
-        for _, _, name in leaf_parts(child)
-    ]
-    kept, skeleton = pruner.skeleton(seeds)
     # The op list of meta_info_def is the same for every slice: read from graph.pb instead.
-    skeleton.ClearField("meta_info_def")
+    kept, skeleton = pruner.skeleton(kept_names, head=False)
     head = list(spans.head) if spans.head else None
     ranges = _merged([spans.nodes[i] for i in kept] + ([spans.library] if spans.library else []))
     graph_digest = hashlib.sha256()
@@ -172,6 +165,58 @@ def _slice(
     skeleton_bytes = skeleton.SerializeToString(deterministic=True)
     header = SLICE_HEADER.pack(len(spec_json), len(meta_json), len(skeleton_bytes))
     return header + spec_json + meta_json + skeleton_bytes
+
+
+class _Closures:
+    """The graph closure of each container, from its parts' closures where it can be.
+
+    A container's closure is the union of its child containers' and the closure
+    of its own leaves; a subtree holding a ref (which may point anywhere, its
+    own ancestors included) is walked whole instead. Each closure is handed
+    out once (``pop``), so the sets of emitted containers are freed.
+    """
+
+    def __init__(self, spec: Spec, pruner: _metagraph.Pruner) -> None:
+        self.spec = spec
+        self.pruner = pruner
+        self.memo: dict[PathTuple, set[str] | None] = {}  # None: the subtree holds a ref
+
+    def pop(self, path: PathTuple, node: SpecNode) -> set[str]:
+        found = self._of(path, node)
+        self.memo.pop(path, None)
+        if found is not None:
+            return found
+        # What spec.subtree(path).bindings() names (it copies ref targets in), without
+        # re-rooting: a spec read from YAML would copy its whole line table each time.
+        seeds = [
+            name
+            for _, start in _needed(self.spec, path, node)
+            for _, child in iter_nodes(start)
+            if isinstance(child, Leaf)
+            for _, _, name in leaf_parts(child)
+        ]
+        return self.pruner.kept(seeds)
+
+    def _of(self, path: PathTuple, node: SpecNode) -> set[str] | None:
+        if path in self.memo:
+            return self.memo[path]
+        known: set[str] = set()
+        seeds: list[str] = []
+        result: set[str] | None = None
+        for key, child in _children(node):
+            if isinstance(child, Ref):
+                break
+            if isinstance(child, Leaf):
+                seeds.extend(name for _, _, name in leaf_parts(child))
+            elif is_branch(child):
+                part = self._of((*path, key), child)
+                if part is None:
+                    break
+                known |= part
+        else:
+            result = self.pruner.kept(seeds, known)
+        self.memo[path] = result
+        return result
 
 
 def _needed(spec: Spec, path: PathTuple, node: SpecNode) -> list[tuple[PathTuple, SpecNode]]:
