@@ -24,6 +24,7 @@ import ctypes
 import errno
 import functools
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -104,11 +105,19 @@ def write_bundle(
         return
     fd = os.open(staged, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     try:
-        start_writeback(fd)
-        crcs = {
-            shard.source: crc32_file(checkpoint[shard.source].fileno(), 0, shard.size)
-            for shard in layout.shards
-        }
+        # sync_file_range blocks while the disk's queue is full: on a thread of its
+        # own, the writeback runs beside the CRC-32 pass (which reads the page cache).
+        writeback = threading.Thread(
+            target=start_writeback, args=(fd,), name="nestgraph-writeback", daemon=True
+        )
+        writeback.start()
+        try:
+            crcs = {
+                shard.source: crc32_file(checkpoint[shard.source].fileno(), 0, shard.size)
+                for shard in layout.shards
+            }
+        finally:
+            writeback.join()
         if os.fstat(fd).st_size != base.size or not insert_range(fd, layout.prefix_size):
             os.close(fd)
             fd = -1
