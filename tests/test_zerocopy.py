@@ -108,6 +108,19 @@ def test_a_local_save_turns_the_staged_shard_into_the_bundle(
     loaded_session.close()
 
 
+@pytest.mark.usefixtures("in_place")
+def test_a_relative_target_is_saved_in_place_too(
+    model: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built, session = model
+    inserts = _record_inserts(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    save(built, session, "model.ng")
+    assert inserts == [True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ng"]
+    _check_zip(tmp_path / "model.ng")
+
+
 def test_where_the_disk_cannot_insert_the_bundle_is_copied(
     model: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,8 +4,9 @@ Saving uses one sharded ``Saver`` per graph and variable set, made on first use
 and then reused: the cache holds only the ``SaverDef`` (names, no graph
 objects) under a weak reference to the graph, and ``Saver(saver_def=...)``
 rebuilds a saver from it without adding anything. The checkpoint is written
-to a staging directory (``ram://`` for in-memory bundles, a hidden directory
-beside the target for files) and streamed into the bundle from there.
+to a staging directory (``ram://`` for in-memory bundles, a hidden, locked
+directory beside the target for files) and becomes part of the bundle from
+there (copied, or on a local disk its largest shard becomes the bundle file).
 
 Restoring is ``_restore``'s job: it never runs the bundle's ``saver_def``.
 """
@@ -109,7 +110,8 @@ def saver_for(graph: Any) -> Any | None:
 def _staging_directory(beside: str | None) -> str:
     if beside is None or _atomic.is_remote(beside):
         return f"ram://nestgraph-{uuid.uuid4().hex}/"
-    return _atomic.temporary_sibling(beside) + "/"
+    # Absolute, so the staged files' names stay valid whatever the working directory.
+    return _atomic.temporary_sibling(os.path.abspath(beside)) + "/"
 
 
 @contextlib.contextmanager
