@@ -43,6 +43,8 @@ __all__ = [
     "check_scheme",
     "irregular_kind",
     "is_remote",
+    "lock_directory",
+    "move_into_place",
     "not_regular",
     "read_limited",
     "sweep_stale",
@@ -164,6 +166,20 @@ def _lock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
+def lock_directory(directory: str) -> int:
+    """Open and lock a temporary directory being built; close the descriptor to unlock.
+
+    ``sweep_stale`` leaves a locked temporary alone, however old it looks.
+    """
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        _lock(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def sweep_stale(path: str) -> list[str]:
     """Remove the temporaries that dead writers of ``path`` left; return their names.
 
@@ -273,6 +289,16 @@ def _write_local(path: str, write: Callable[[IO[bytes]], None]) -> None:
     finally:
         os.close(fd)
     _fsync_directory(directory)
+
+
+def move_into_place(finished: str, path: str) -> None:
+    """Rename the complete, fsynced local file ``finished`` onto ``path`` and make it durable.
+
+    ``finished`` lies in a locked temporary directory next to ``path`` (so a
+    crash before this leaves debris ``sweep_stale`` removes, and ``path`` as it was).
+    """
+    os.replace(finished, path)
+    _fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
 def _link_into_place(fd: int, path: str) -> None:

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import sys
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -78,17 +77,19 @@ def _killed_save(bundle: str) -> None:
     save(model, session, bundle)
     train(session, model, 0, 1)
 
-    written = []
-    real_writestr = zipfile.ZipFile.writestr
+    from nestgraph.bundle import _zipstream
 
-    def writestr_then_die(self: zipfile.ZipFile, info: Any, data: Any, *args: Any) -> None:
-        written.append(info)
+    written = []
+    real_render = _zipstream.Layout.render
+
+    def render_then_die(self: _zipstream.Layout, member: Any) -> bytes:
+        written.append(member)
         if len(written) == 3:  # manifest and graph.pb are in the file, the spec is not
             sys.stdout.flush()
             os.kill(os.getpid(), signal.SIGKILL)
-        real_writestr(self, info, data, *args)
+        return real_render(self, member)
 
-    zipfile.ZipFile.writestr = writestr_then_die  # type: ignore[method-assign]
+    _zipstream.Layout.render = render_then_die  # type: ignore[method-assign]
     save(model, session, bundle)
     raise AssertionError("the process should have been killed")
 

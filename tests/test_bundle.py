@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Members, bundle_members, zip_members
+from conftest import Members, bundle_members, sealed, zip_members
 from tensorflow.core.protobuf import meta_graph_pb2
 
 import nestgraph as ng
@@ -140,18 +140,36 @@ def test_bundle_is_a_stored_zip_with_a_checksummed_manifest_first(
         assert all(info.compress_type == zipfile.ZIP_STORED for info in infos)
         manifest = json.loads(archive.read("manifest.json"))
         assert manifest["format"] == "nestgraph-bundle"
-        assert manifest["version"] == 1
+        assert manifest["version"] == 2
         assert manifest["nestgraph"] == ng.__version__
         assert manifest["tensorflow"] == tf.__version__
         assert manifest["checkpoint_prefix"] == "checkpoint/model"
         assert sorted(manifest["parts"]) == sorted(names[1:])
         for name, entry in manifest["parts"].items():
-            data = archive.read(name)
-            assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            data = archive.read(name)  # checks the zip's CRC-32
+            if ".data-" in name:  # verified by the index's per-tensor CRC-32C (version 2)
+                assert entry == {"size": len(data), "verified_by": "checkpoint-index"}
+            else:
+                assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         meta_graph = meta_graph_pb2.MetaGraphDef.FromString(archive.read("graph.pb"))
         assert meta_graph.HasField("saver_def")
         assert "train_op" in meta_graph.collection_def
         assert ng.Spec.from_yaml(archive.read("spec.yaml")) == ng.to_graph(model)
+
+
+def test_a_version_1_bundle_hashing_its_shards_still_loads(bundle_bytes: bytes) -> None:
+    members = bundle_members(bundle_bytes)
+    manifest = {**_manifest(members), "version": 1}
+    old = sealed(_with_manifest(members, manifest))  # a SHA-256 for every member, as v1 wrote
+    shard = _manifest(bundle_members(old))["parts"]["checkpoint/model.data-00000-of-00001"]
+    assert set(shard) == {"sha256", "size"}
+    model, session = loads(old, allow=ALLOW)
+    again, again_session = loads(bundle_bytes, allow=ALLOW)
+    np.testing.assert_array_equal(
+        session.run(model.towers[1].layers[0].w), again_session.run(again.towers[1].layers[0].w)
+    )
+    session.close()
+    again_session.close()
 
 
 def test_dumps_returns_exactly_the_bytes_save_writes(
@@ -384,24 +402,29 @@ def test_no_checkpoint_files_stay_in_memory(
 # --------------------------------------------------------------------------- atomic writes
 
 
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "copied"])
 def test_a_save_failing_midway_keeps_the_previous_bundle(
-    trained: tuple[TowerModel, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: tuple[TowerModel, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_place: bool
 ) -> None:
+    from nestgraph.bundle import _zerocopy, _zipstream
+
     model, session = trained
     path = tmp_path / "model.ng"
     save(model, session, path)
     before = path.read_bytes()
     helpers.train(session, model, 2, 1)
-    real_writestr = zipfile.ZipFile.writestr
+    real_render = _zipstream.Layout.render
     calls = []
 
-    def fail_on_third_member(self: zipfile.ZipFile, info: Any, data: Any, *args: Any) -> None:
-        calls.append(info)
+    def fail_on_third_member(self: _zipstream.Layout, member: Any) -> bytes:
+        calls.append(member)
         if len(calls) == 3:
             raise OSError("disk full")
-        real_writestr(self, info, data, *args)
+        return real_render(self, member)
 
-    monkeypatch.setattr(zipfile.ZipFile, "writestr", fail_on_third_member)
+    monkeypatch.setattr(_zipstream.Layout, "render", fail_on_third_member)
+    if not in_place:
+        monkeypatch.setattr(_zerocopy, "insert_range", lambda fd, length: False)
     with pytest.raises(OSError, match="disk full"):
         save(model, session, path)
     monkeypatch.undo()
@@ -717,7 +740,7 @@ def _edit_members(edit: Callable[[Members], Members]) -> Callable[[bytes], bytes
 
 
 def _future_version(members: Members) -> Members:
-    return _with_manifest(members, {**_manifest(members), "version": 2})
+    return _with_manifest(members, {**_manifest(members), "version": 3})
 
 
 def _other_format(members: Members) -> Members:
@@ -771,7 +794,7 @@ BAD_BUNDLES: list[tuple[str, Callable[[bytes], bytes], str]] = [
         r"corrupt bundle: checksum mismatch for member spec\.yaml",
     ),
     ("size", _edit_members(_longer_spec), r"member spec\.yaml holds \d+ bytes, the manifest says"),
-    ("future", _edit_members(_future_version), r"version 2 is newer .*upgrade nestgraph"),
+    ("future", _edit_members(_future_version), r"version 3 is newer .*upgrade nestgraph"),
     ("format", _edit_members(_other_format), r"manifest format is 'other'"),
     (
         "missing",

@@ -53,9 +53,19 @@ def test_round_trip() -> None:
     assert again.checkpoint_prefix == "model"
 
 
+def _flip_in_place(data: bytes, old: bytes, new: bytes) -> bytes:
+    """The bundle with bytes of a member overwritten in the file (its zip CRC-32 now wrong)."""
+    at = data.index(old)
+    return data[:at] + new + data[at + len(new) :]
+
+
 def test_without_checkpoint_skips_the_weights_but_not_the_checks() -> None:
-    damaged_weights = _damage(_packed(), "checkpoint/model.data-00000-of-00001", b"evil")
-    with pytest.raises(ng.BundleError, match="b.ng: corrupt bundle: checksum mismatch"):
+    # Version 2: a data shard has no SHA-256; reading it whole checks the zip's CRC-32.
+    damaged_weights = _flip_in_place(_packed(), b"weights", b"evil")
+    with pytest.raises(
+        ng.BundleError,
+        match="b.ng: corrupt bundle: member checkpoint/model.data-00000-of-00001 is damaged",
+    ):
         unpack(io.BytesIO(damaged_weights), "b.ng")
     light = unpack(io.BytesIO(damaged_weights), "b.ng", checkpoint=False)
     assert light.spec == CONTENTS.spec and light.checkpoint == {}
@@ -243,8 +253,7 @@ def _streamed(contents: BundleContents = CONTENTS) -> bytes:
     out = io.BytesIO()
     files = {name: io.BytesIO(data) for name, data in contents.checkpoint.items()}
     pack_streamed(
-        contents.graph,
-        contents.spec,
+        [("graph.pb", contents.graph), ("spec.yaml", contents.spec)],
         files,
         contents.checkpoint_prefix,
         out,
@@ -280,3 +289,97 @@ def test_a_bundle_without_a_checkpoint_has_no_parts() -> None:
     parts = unpack_parts(io.BytesIO(streamed), "b.ng")
     assert parts.index is None and parts.shards == {}
     assert parts.contents.graph == b"g" and parts.contents.checkpoint_prefix is None
+
+
+# --------------------------------------------------------------------------- format versions
+# Version 2: a data shard's entry may be {"size", "verified_by": "checkpoint-index"}.
+
+SHARD = "checkpoint/model.data-00000-of-00001"
+
+
+def _with_parts(version: int, edit: dict[str, object]) -> bytes:
+    """``_packed()`` with its manifest's version and some ``parts`` entries replaced."""
+    members = [
+        (info.filename, zipfile.ZipFile(io.BytesIO(_packed())).read(info))
+        for info in zipfile.ZipFile(io.BytesIO(_packed())).infolist()
+    ]
+    manifest = json.loads(dict(members)["manifest.json"])
+    manifest["version"] = version
+    manifest["parts"] = {
+        n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+        for n, d in members
+        if n != "manifest.json"
+    }
+    manifest["parts"].update(edit)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("manifest.json", json.dumps(manifest))
+        for name, data in members[1:]:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_the_packers_write_version_2_without_hashing_data_shards() -> None:
+    for data in (_packed(), _streamed()):
+        manifest = unpack(io.BytesIO(data), "b.ng").manifest
+        assert manifest["version"] == 2
+        assert manifest["parts"][SHARD] == {"size": 7000, "verified_by": "checkpoint-index"}
+        assert set(manifest["parts"]["checkpoint/model.index"]) == {"sha256", "size"}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_bundles_that_hash_every_member_are_read_and_checked(version: int) -> None:
+    again = unpack(io.BytesIO(_with_parts(version, {})), "b.ng")
+    assert dict(again.checkpoint) == dict(CONTENTS.checkpoint)
+    wrong = {SHARD: {"sha256": "0" * 64, "size": 7000}}
+    with pytest.raises(ng.BundleError, match=f"checksum mismatch for member {SHARD}"):
+        unpack(io.BytesIO(_with_parts(version, wrong)), "b.ng")
+
+
+BAD_ENTRIES = [
+    (
+        "version 1",
+        1,
+        {SHARD: {"size": 7000, "verified_by": "checkpoint-index"}},
+        f"has verified_by for '{SHARD}', which format version 1 lacks; it needs a sha256",
+    ),
+    (
+        "not a shard",
+        2,
+        {"spec.yaml": {"size": 36, "verified_by": "checkpoint-index"}},
+        "says 'spec.yaml' is verified_by 'checkpoint-index', but only checkpoint data shards",
+    ),
+    (
+        "unknown check",
+        2,
+        {SHARD: {"size": 7000, "verified_by": "nothing"}},
+        f"has an unknown check for '{SHARD}'",
+    ),
+    (
+        "extra key",
+        2,
+        {SHARD: {"size": 7000, "verified_by": "checkpoint-index", "crc": 1}},
+        f"has an unknown check for '{SHARD}'",
+    ),
+    (
+        "no size",
+        2,
+        {SHARD: {"verified_by": "checkpoint-index"}},
+        f"has no sha256/size for '{SHARD}'",
+    ),
+    ("negative size", 2, {SHARD: {"size": -1, "sha256": "0" * 64}}, "has no sha256/size"),
+]
+
+
+@pytest.mark.parametrize(
+    ("version", "edit", "message"), [c[1:] for c in BAD_ENTRIES], ids=[c[0] for c in BAD_ENTRIES]
+)
+def test_manifest_entries_are_validated_strictly(
+    version: int, edit: dict[str, object], message: str
+) -> None:
+    data = _with_parts(version, edit)
+    for checkpoint in (True, False):
+        with pytest.raises(
+            ng.BundleError, match="b.ng: corrupt bundle: manifest.json .*" + message
+        ):
+            unpack(io.BytesIO(data), "b.ng", checkpoint=checkpoint)

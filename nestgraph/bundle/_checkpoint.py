@@ -4,8 +4,9 @@ Saving uses one sharded ``Saver`` per graph and variable set, made on first use
 and then reused: the cache holds only the ``SaverDef`` (names, no graph
 objects) under a weak reference to the graph, and ``Saver(saver_def=...)``
 rebuilds a saver from it without adding anything. The checkpoint is written
-to a staging directory (``ram://`` for in-memory bundles, a hidden directory
-beside the target for files) and streamed into the bundle from there.
+to a staging directory (``ram://`` for in-memory bundles, a hidden, locked
+directory beside the target for files) and becomes part of the bundle from
+there (copied, or on a local disk its largest shard becomes the bundle file).
 
 Restoring is ``_restore``'s job: it never runs the bundle's ``saver_def``.
 """
@@ -109,7 +110,8 @@ def saver_for(graph: Any) -> Any | None:
 def _staging_directory(beside: str | None) -> str:
     if beside is None or _atomic.is_remote(beside):
         return f"ram://nestgraph-{uuid.uuid4().hex}/"
-    return _atomic.temporary_sibling(beside) + "/"
+    # Absolute, so the staged files' names stay valid whatever the working directory.
+    return _atomic.temporary_sibling(os.path.abspath(beside)) + "/"
 
 
 @contextlib.contextmanager
@@ -118,15 +120,22 @@ def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator
 
     With a local ``beside`` path, the files are written to a hidden directory
     next to it (the same disk the bundle goes to, so nothing is held in
-    memory); otherwise to ``ram://``. Local files are unlinked as soon as they
-    are open, so a killed process leaves no staging directory behind.
+    memory, and a data shard can become the bundle itself: ``_zerocopy``);
+    otherwise to ``ram://``. A local file's ``name`` is its path; the
+    directory is locked for as long as it exists and removed on exit, so a
+    killed process leaves only a directory the next save of ``beside`` sweeps
+    (``_atomic.sweep_stale``).
     """
     directory = _staging_directory(beside)
     local = not _atomic.is_remote(directory)
     files: dict[str, Any] = {}
+    lock = None
     try:
         if local:
+            assert beside is not None
+            _atomic.sweep_stale(beside)
             os.mkdir(directory, 0o700)
+            lock = _atomic.lock_directory(directory)
         else:
             tf.io.gfile.makedirs(directory)
         # Savers run in graph mode only inside their graph's context.
@@ -139,14 +148,14 @@ def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator
             if name.startswith(CHECKPOINT_PREFIX + "."):
                 path = directory + name
                 files[name] = open(path, "rb") if local else tf.io.gfile.GFile(path, "rb")  # noqa: SIM115
-        if local:
-            shutil.rmtree(directory)
         yield files
     finally:
         for file in files.values():
             file.close()
         if local:
             shutil.rmtree(directory, ignore_errors=True)
+            if lock is not None:
+                os.close(lock)
         else:
             with contextlib.suppress(tf.errors.NotFoundError):
                 tf.io.gfile.rmtree(directory)

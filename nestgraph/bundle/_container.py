@@ -5,13 +5,16 @@ Layout, in this order::
     manifest.json                  format, version, versions, checksums (first member)
     graph.pb                       serialized MetaGraphDef
     spec.yaml                      the nestgraph spec
-    subnets.json, subnets.bin      what a sub-network load reads (optional, ``_subnetindex``)
     arrays/<n>.npy                 NumPy arrays too large for the spec (no pickles)
+    subnets.bin, subnets.json      what a sub-network load reads (optional, ``_subnetindex``)
     checkpoint/<prefix>.index      TensorFlow checkpoint (absent in frozen bundles)
     checkpoint/<prefix>.data-*     its data shards
 
-Members are stored, not compressed, so a reader never inflates untrusted data,
-and with a fixed timestamp, so the same content always gives the same bytes.
+Every member's manifest entry holds its size and SHA-256, except (from format
+version 2) a checkpoint data shard's, which holds its size and
+``"verified_by": "checkpoint-index"``. Members are stored, not compressed, so a
+reader never inflates untrusted data, and with a fixed timestamp, so the same
+content always gives the same bytes.
 This module knows nothing about TensorFlow: it packs and verifies bytes.
 """
 
@@ -34,6 +37,7 @@ from nestgraph.errors import BundleError
 
 __all__ = [
     "FORMAT",
+    "SHARD_CHECK",
     "SUBNETS",
     "SUBNET_DATA",
     "VERSION",
@@ -45,7 +49,13 @@ __all__ = [
 ]
 
 FORMAT = "nestgraph-bundle"
-VERSION = 1
+# 2: a checkpoint data shard's manifest entry may give its size and SHARD_CHECK
+# instead of a SHA-256 (version 1 hashed every member). Both are read.
+VERSION = 2
+#: What verifies a version-2 data shard in place of a SHA-256: the CRC-32C of
+#: each tensor in the (hashed) checkpoint index, checked by TensorFlow as it
+#: reads the tensor, and the zip's CRC-32 of the whole shard when it is read whole.
+SHARD_CHECK = "checkpoint-index"
 
 MANIFEST = "manifest.json"
 GRAPH = "graph.pb"
@@ -133,10 +143,7 @@ def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) 
             if contents.checkpoint_prefix is None
             else CHECKPOINT_DIR + contents.checkpoint_prefix
         ),
-        "parts": {
-            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-            for name, data in members
-        },
+        "parts": {name: _entry(name, data) for name, data in members},
     }
     manifest_bytes = json.dumps(manifest, indent=2).encode("utf-8") + b"\n"
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -145,6 +152,12 @@ def pack(contents: BundleContents, out: IO[bytes], versions: Mapping[str, str]) 
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = _FILE_MODE
             archive.writestr(info, data)
+
+
+def _entry(name: str, data: bytes) -> dict[str, Any]:
+    if name.startswith(CHECKPOINT_DIR) and _DATA_SHARD.search(name):
+        return {"size": len(data), "verified_by": SHARD_CHECK}
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
 def unpack(
@@ -341,7 +354,7 @@ def _read_manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str) -
         raise BundleError(_CORRUPT.format(why=why), file=file)
     if version > VERSION:
         raise BundleError(_TOO_NEW.format(version=version, ours=VERSION), file=file)
-    problems = _manifest_problems(manifest)
+    problems = _manifest_problems(manifest, version)
     if problems:
         why = "manifest.json " + "; ".join(problems)
         raise BundleError(_CORRUPT.format(why=why), file=file)
@@ -370,7 +383,36 @@ def _nesting_depth(text: bytes) -> int:
     return deepest
 
 
-def _manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
+def _entry_problem(name: str, entry: Any, version: int) -> str | None:
+    """What is wrong with one ``parts`` entry, or None.
+
+    A ``sha256`` string and a ``size``; or, for a data shard from version 2
+    on, exactly ``{"size": N, "verified_by": SHARD_CHECK}``.
+    """
+    if not isinstance(entry, dict):
+        return f"has no sha256/size for {name!r}"
+    size = entry.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"has no sha256/size for {name!r}"
+    if "verified_by" not in entry:
+        return None if isinstance(entry.get("sha256"), str) else f"has no sha256/size for {name!r}"
+    if version < 2:
+        why = f"which format version {version} lacks; it needs a sha256"
+        return f"has verified_by for {name!r}, {why}"
+    if not (name.startswith(CHECKPOINT_DIR) and _DATA_SHARD.search(name)):
+        return (
+            f"says {name!r} is verified_by {entry['verified_by']!r}, but only checkpoint "
+            "data shards may be; every other member needs a sha256"
+        )
+    if entry["verified_by"] != SHARD_CHECK or set(entry) != {"size", "verified_by"}:
+        return (
+            f"has an unknown check for {name!r}: a data shard's entry is "
+            f'{{"size": N, "verified_by": "{SHARD_CHECK}"}} or has a sha256'
+        )
+    return None
+
+
+def _manifest_problems(manifest: Mapping[str, Any], version: int = VERSION) -> list[str]:
     problems = []
     parts = manifest.get("parts")
     if not isinstance(parts, dict):
@@ -386,12 +428,9 @@ def _manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
             and not ARRAY_MEMBER.fullmatch(name)
         ):
             problems.append(f"lists an unexpected member {name!r}")
-        if (
-            not isinstance(entry, dict)
-            or not isinstance(entry.get("sha256"), str)
-            or not isinstance(entry.get("size"), int)
-        ):
-            problems.append(f"has no sha256/size for {name!r}")
+        problem = _entry_problem(name, entry, version)
+        if problem is not None:
+            problems.append(problem)
     prefix = manifest.get("checkpoint_prefix")
     if prefix is not None and (
         not isinstance(prefix, str)
@@ -420,7 +459,8 @@ def _read_member(
     if len(data) != entry["size"]:
         why = f"member {name} is truncated"
         raise BundleError(_CORRUPT.format(why=why), file=file)
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+    # A shard entry without a SHA-256 (SHARD_CHECK): archive.read checked the zip's CRC-32.
+    if "sha256" in entry and hashlib.sha256(data).hexdigest() != entry["sha256"]:
         why = f"checksum mismatch for member {name}"
         raise BundleError(_CORRUPT.format(why=why), file=file)
     return data

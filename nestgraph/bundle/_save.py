@@ -6,8 +6,10 @@ checkpoint of the variables, and the nestgraph spec. ``save`` and ``dumps``
 share one code path, so ``dumps`` returns exactly the bytes ``save`` writes.
 
 The checkpoint is never held whole in memory: ``Saver.save`` writes it to a
-staging directory (beside the target for a local file, ``ram://`` otherwise)
-and ``_zipstream.pack_streamed`` copies it into the zip a chunk at a time.
+staging directory (beside the target for a local file, ``ram://`` otherwise).
+On a local disk its largest data shard becomes the bundle file in place
+(``_zerocopy``); elsewhere ``_zipstream.pack_streamed`` copies it into the zip
+a chunk at a time. Both write the same bytes.
 
 Plain TensorFlow can read a bundle too: unzip it, then::
 
@@ -29,7 +31,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph import _atomic
 from nestgraph.binding import check
-from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck
+from nestgraph.bundle import _checkpoint, _devices, _metagraph, _remote, _runcheck, _zerocopy
+from nestgraph.bundle._container import GRAPH, SPEC
 from nestgraph.bundle._freeze import repair_function_reads, without_updates
 from nestgraph.bundle._savespec import _array_members, _spec_of
 from nestgraph.bundle._sessions import raw_session
@@ -228,10 +231,13 @@ def _prepare(session: Any, spec: Spec) -> tuple[bytes, bytes, Any, dict[str, byt
         )
     graph_bytes = meta_graph.SerializeToString(deterministic=True)
     spec_bytes = spec.to_yaml().encode("utf-8")
-    return graph_bytes, spec_bytes, saver, _members(meta_graph, graph_bytes, spec, spec_bytes)
+    return graph_bytes, spec_bytes, saver, _extra_members(meta_graph, graph_bytes, spec, spec_bytes)
 
 
-def _members(meta_graph: Any, graph: bytes, spec: Spec, spec_bytes: bytes) -> dict[str, bytes]:
+def _extra_members(
+    meta_graph: Any, graph: bytes, spec: Spec, spec_bytes: bytes
+) -> dict[str, bytes]:
+    """The large arrays' members and the sub-network index's."""
     return {**_array_members(spec), **build_index(meta_graph, graph, spec, spec_bytes)}
 
 
@@ -267,6 +273,13 @@ def _versions() -> dict[str, str]:
     return {"nestgraph": __version__, "tensorflow": tf.__version__}
 
 
+def _members(
+    graph: bytes, spec: bytes, arrays: Mapping[str, bytes] | None = None
+) -> list[tuple[str, bytes]]:
+    """The members written before the checkpoint, in order (each hashed in the manifest)."""
+    return [(GRAPH, graph), (SPEC, spec), *sorted((arrays or {}).items())]
+
+
 def _pack(
     graph: bytes,
     spec: bytes,
@@ -275,7 +288,7 @@ def _pack(
     arrays: Mapping[str, bytes] | None = None,
 ) -> None:
     prefix = _checkpoint.CHECKPOINT_PREFIX if files else None
-    pack_streamed(graph, spec, files, prefix, out, _versions(), arrays)
+    pack_streamed(_members(graph, spec, arrays), files, prefix, out, _versions())
 
 
 def _write(
@@ -289,8 +302,14 @@ def _write(
     """Write a bundle to ``path`` (atomically) or to a binary file object."""
     if isinstance(path, (str, os.PathLike)):
         target = os.fspath(path)
+        if _atomic.is_remote(target):
+            with _checkpoint_files(session, saver, beside=target) as files:
+                _atomic.write_atomic(target, lambda out: _pack(graph, spec, files, out, arrays))
+            return
         with _checkpoint_files(session, saver, beside=target) as files:
-            _atomic.write_atomic(target, lambda out: _pack(graph, spec, files, out, arrays))
+            prefix = _checkpoint.CHECKPOINT_PREFIX if files else None
+            members = _members(graph, spec, arrays)
+            _zerocopy.write_bundle(target, members, files, prefix, _versions())
         return
     with _checkpoint_files(session, saver) as files:
         if _seekable(path):
@@ -372,7 +391,7 @@ def _extract(
         spec_bytes,
         None,
         None,
-        _members(frozen, graph_bytes, frozen_spec, spec_bytes),
+        _extra_members(frozen, graph_bytes, frozen_spec, spec_bytes),
     )
 
 
