@@ -34,6 +34,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph._yamlio import load_yaml
 from nestgraph.bundle import _metagraph
 from nestgraph.bundle._container import SUBNET_DATA, SUBNETS
+from nestgraph.bundle._pruner import Pruner
 from nestgraph.nodes import (
     DictNode,
     Leaf,
@@ -74,7 +75,7 @@ def build_index(
         return {}
     tree, lines = load_yaml(spec_text)
     with _metagraph.gc_paused():
-        pruner = _metagraph.Pruner(meta_graph)
+        pruner = Pruner(meta_graph)
         budget = _BUDGET_FLOOR + _BUDGET_RATIO * (len(graph) + len(spec_text))
         closures = _Closures(spec, pruner)
         entries: dict[str, list[Any]] = {}
@@ -137,7 +138,7 @@ def _slice(
     path: PathTuple,
     node: SpecNode,
     kept_names: set[str],
-    pruner: _metagraph.Pruner,
+    pruner: Pruner,
     graph: bytes,
     spans: _Spans,
 ) -> bytes:
@@ -176,7 +177,7 @@ class _Closures:
     out once (``pop``), so the sets of emitted containers are freed.
     """
 
-    def __init__(self, spec: Spec, pruner: _metagraph.Pruner) -> None:
+    def __init__(self, spec: Spec, pruner: Pruner) -> None:
         self.spec = spec
         self.pruner = pruner
         self.memo: dict[PathTuple, set[str] | None] = {}  # None: the subtree holds a ref
