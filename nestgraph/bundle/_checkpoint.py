@@ -24,6 +24,7 @@ from typing import Any
 import tensorflow as tf
 
 from nestgraph import _atomic
+from nestgraph.bundle import _crc
 from nestgraph.errors import BundleError
 
 __all__ = [
@@ -115,7 +116,9 @@ def _staging_directory(beside: str | None) -> str:
 
 
 @contextlib.contextmanager
-def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator[dict[str, Any]]:
+def saved_files(
+    session: Any, saver: Any, beside: str | None = None, crcs: dict[str, int] | None = None
+) -> Iterator[dict[str, Any]]:
     """Save the variables; yield ``{checkpoint file name: open binary file}``.
 
     With a local ``beside`` path, the files are written to a hidden directory
@@ -124,7 +127,8 @@ def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator
     otherwise to ``ram://``. A local file's ``name`` is its path; the
     directory is locked for as long as it exists and removed on exit, so a
     killed process leaves only a directory the next save of ``beside`` sweeps
-    (``_atomic.sweep_stale``).
+    (``_atomic.sweep_stale``). With ``crcs``, a local save fills it with the
+    CRC-32 of each data shard, computed while TensorFlow wrote it (``_crc.watching``).
     """
     directory = _staging_directory(beside)
     local = not _atomic.is_remote(directory)
@@ -138,8 +142,12 @@ def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator
             lock = _atomic.lock_directory(directory)
         else:
             tf.io.gfile.makedirs(directory)
+        watch: contextlib.AbstractContextManager[dict[int, tuple[int, int]]]
+        watch = contextlib.nullcontext({})
+        if local and crcs is not None:
+            watch = _crc.watching(directory)
         # Savers run in graph mode only inside their graph's context.
-        with session.graph.as_default():
+        with watch as written, session.graph.as_default():
             saver.save(
                 session, directory + CHECKPOINT_PREFIX, write_meta_graph=False, write_state=False
             )
@@ -148,6 +156,11 @@ def saved_files(session: Any, saver: Any, beside: str | None = None) -> Iterator
             if name.startswith(CHECKPOINT_PREFIX + "."):
                 path = directory + name
                 files[name] = open(path, "rb") if local else tf.io.gfile.GFile(path, "rb")  # noqa: SIM115
+                if written and crcs is not None:
+                    status = os.fstat(files[name].fileno())
+                    size, crc = written.get(status.st_ino, (-1, 0))
+                    if size == status.st_size:
+                        crcs[name] = crc
         yield files
     finally:
         for file in files.values():

@@ -9,10 +9,13 @@ which ``zlib`` computes but Python's module does not expose).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
+import threading
 import zlib
+from collections.abc import Iterator
 
-__all__ = ["crc32_combine", "crc32_file"]
+__all__ = ["GrowingFiles", "crc32_combine", "crc32_file", "watching"]
 
 _POLYNOMIAL = 0xEDB88320  # CRC-32 (ISO-HDLC, the zip one), reflected
 _CHUNK = 4 << 20
@@ -104,3 +107,95 @@ def crc32_file(fd: int, start: int, size: int, threads: int | None = None) -> in
     for (_, length), part in zip(spans[1:], crcs[1:], strict=True):
         crc = crc32_combine(crc, part, length)
     return crc
+
+
+class GrowingFiles:
+    """CRC-32s of the checkpoint data files TensorFlow is writing under a directory.
+
+    TensorFlow's ``SaveV2`` appends each data shard in order (to a temporary
+    name it renames at the end) and releases the GIL while it does, so a thread
+    can checksum every byte once it is written, beside the write, instead of
+    reading the whole file again afterwards. ``finish()`` (after the save)
+    reads what is left and returns ``{inode: (size, crc)}``; a file's inode
+    survives TensorFlow's renames, so callers match it against the final
+    files with ``os.fstat``. Anything unexpected (a file that shrinks, an
+    error) just leaves that file out: the caller checksums it itself.
+    """
+
+    def __init__(self, directory: str, marker: str = ".data-") -> None:
+        self._directory = directory
+        self._marker = marker
+        self._stop = threading.Event()
+        self._files: dict[str, tuple[int, int, int, int]] = {}  # path -> fd, inode, size, crc
+        self._dropped: set[int] = set()
+        self._thread = threading.Thread(target=self._run, name="nestgraph-crc-tail", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> dict[int, tuple[int, int]]:
+        self._stop.set()
+        self._thread.join()
+        found = {
+            inode: (size, crc)
+            for _, inode, size, crc in self._files.values()
+            if inode not in self._dropped
+        }
+        for fd, *_ in self._files.values():
+            os.close(fd)
+        self._files.clear()
+        return found
+
+    def _run(self) -> None:
+        buffer = bytearray(_CHUNK)
+        try:
+            while True:
+                stopping = self._stop.is_set()  # then one last pass over complete files
+                self._discover()
+                progressed = any([self._advance(path, buffer) for path in list(self._files)])
+                if stopping:
+                    return
+                if not progressed:
+                    self._stop.wait(0.002)
+        except Exception:  # pragma: no cover - an unexpected failure: the caller checksums
+            self._dropped.update(inode for _, inode, _, _ in self._files.values())
+
+    def _discover(self) -> None:
+        for root, _, names in os.walk(self._directory):
+            for name in names:
+                path = os.path.join(root, name)
+                if self._marker not in name or path in self._files:
+                    continue
+                with contextlib.suppress(OSError):  # renamed or removed meanwhile
+                    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    inode = os.fstat(fd).st_ino
+                    if any(known == inode for _, known, _, _ in self._files.values()):
+                        os.close(fd)  # the same file under its final name
+                        continue
+                    self._files[path] = (fd, inode, 0, 0)
+
+    def _advance(self, path: str, buffer: bytearray) -> bool:
+        fd, inode, done, crc = self._files[path]
+        size = os.fstat(fd).st_size
+        if size < done:
+            self._dropped.add(inode)
+        if inode in self._dropped or size == done:
+            return False
+        view = memoryview(buffer)
+        while done < size:
+            count = os.preadv(fd, [view[: min(len(buffer), size - done)]], done)
+            if count <= 0:
+                break
+            crc = zlib.crc32(view[:count], crc)
+            done += count
+        self._files[path] = (fd, inode, done, crc)
+        return True
+
+
+@contextlib.contextmanager
+def watching(directory: str) -> Iterator[dict[int, tuple[int, int]]]:
+    """``GrowingFiles`` of ``directory`` for the ``with`` block; the dict is filled on exit."""
+    found: dict[int, tuple[int, int]] = {}
+    watcher = GrowingFiles(directory)
+    try:
+        yield found
+    finally:
+        found.update(watcher.finish())

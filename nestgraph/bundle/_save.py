@@ -243,7 +243,7 @@ def _extra_members(
 
 @contextlib.contextmanager
 def _checkpoint_files(
-    session: Any, saver: Any, beside: str | None = None
+    session: Any, saver: Any, beside: str | None = None, crcs: dict[str, int] | None = None
 ) -> Iterator[dict[str, Any]]:
     if saver is None:
         yield {}
@@ -251,7 +251,7 @@ def _checkpoint_files(
     if _remote.needs_client(session, session.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)):
         # The saver's own ops would write on the ps tasks, out of the client's reach.
         saver = _remote.ClientSaver(session.graph)
-    with _checkpoint.saved_files(session, saver, beside) as files:
+    with _checkpoint.saved_files(session, saver, beside, crcs) as files:
         yield files
 
 
@@ -306,10 +306,11 @@ def _write(
             with _checkpoint_files(session, saver, beside=target) as files:
                 _atomic.write_atomic(target, lambda out: _pack(graph, spec, files, out, arrays))
             return
-        with _checkpoint_files(session, saver, beside=target) as files:
+        crcs: dict[str, int] = {}  # the shards' CRC-32s, computed as TensorFlow writes them
+        with _checkpoint_files(session, saver, beside=target, crcs=crcs) as files:
             prefix = _checkpoint.CHECKPOINT_PREFIX if files else None
             members = _members(graph, spec, arrays)
-            _zerocopy.write_bundle(target, members, files, prefix, _versions())
+            _zerocopy.write_bundle(target, members, files, prefix, _versions(), crcs)
         return
     with _checkpoint_files(session, saver) as files:
         if _seekable(path):

@@ -90,13 +90,17 @@ def write_bundle(
     checkpoint: Mapping[str, Any],
     prefix: str | None,
     versions: Mapping[str, str],
+    known_crcs: Mapping[str, int] | None = None,
 ) -> None:
     """Write the bundle of ``members`` and the staged ``checkpoint`` onto the local ``target``.
 
     Arguments as for ``_zipstream.pack_streamed``; the checkpoint's files come
     from ``_checkpoint.saved_files`` (each ``name`` its path in the staging
-    directory). The largest data shard's file is consumed: it becomes the bundle.
+    directory), ``known_crcs`` the CRC-32s it computed while TensorFlow wrote
+    them (the others are computed here). The largest data shard's file is
+    consumed: it becomes the bundle.
     """
+    known = known_crcs or {}
     layout = _zipstream.plan(members, checkpoint, prefix, versions)
     base = layout.base
     staged = getattr(checkpoint[base.source], "name", None) if base is not None else None
@@ -113,7 +117,9 @@ def write_bundle(
         writeback.start()
         try:
             crcs = {
-                shard.source: crc32_file(checkpoint[shard.source].fileno(), 0, shard.size)
+                shard.source: known[shard.source]
+                if shard.source in known
+                else crc32_file(checkpoint[shard.source].fileno(), 0, shard.size)
                 for shard in layout.shards
             }
         finally:
