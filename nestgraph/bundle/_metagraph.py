@@ -186,8 +186,29 @@ def _partition_of(proto: Message) -> str:
     return str(proto.save_slice_info_def.full_name)
 
 
-def _closure(nodes: dict[str, Any], seeds: Iterable[str], index: _CollectionIndex) -> set[str]:
-    kept: set[str] = set()
+def _targets(node: Any, index: _CollectionIndex) -> list[str]:
+    """What a kept node keeps: its inputs, its colocations, the ops its VariableDef names."""
+    targets = [node_name(ref) for ref in node.input]
+    if "_class" in node.attr:
+        targets.extend(
+            target[len(_COLOCATION_PREFIX) :].decode("utf-8")
+            for target in node.attr["_class"].list.s
+            if target.startswith(_COLOCATION_PREFIX)
+        )
+    targets.extend(index.variable_extras.get(node.name, ()))
+    return targets
+
+
+def _closure(
+    nodes: dict[str, Any],
+    seeds: Iterable[str],
+    index: _CollectionIndex,
+    known: Iterable[str] = (),
+    cache: dict[str, list[str]] | None = None,
+) -> set[str]:
+    """Every node ``seeds`` need; ``known`` is a closure already found, ``cache`` keeps
+    each node's ``_targets`` for later calls (``_pruner``)."""
+    kept: set[str] = set(known)
     contexts_done: set[int] = set()
     # A reference to a node that is not in the graph is skipped here and left
     # for the importer (or binding validation) to report.
@@ -200,13 +221,12 @@ def _closure(nodes: dict[str, Any], seeds: Iterable[str], index: _CollectionInde
             stack.extend(index.partition_parts.get(name, ()))
             continue
         kept.add(name)
-        node = nodes[name]
-        stack.extend(node_name(ref) for ref in node.input)
-        if "_class" in node.attr:
-            for target in node.attr["_class"].list.s:
-                if target.startswith(_COLOCATION_PREFIX):
-                    stack.append(target[len(_COLOCATION_PREFIX) :].decode("utf-8"))
-        stack.extend(index.variable_extras.get(name, ()))
+        targets = cache.get(name) if cache is not None else None
+        if targets is None:
+            targets = _targets(nodes[name], index)
+            if cache is not None:
+                cache[name] = targets
+        stack.extend(targets)
         for context in index.context_of.get(name, ()):
             if context not in contexts_done:
                 contexts_done.add(context)

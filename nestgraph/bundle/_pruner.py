@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from nestgraph.bundle._metagraph import (
-    _COLOCATION_PREFIX,
     _DROPPED_COLLECTIONS,
+    _closure,
     _CollectionIndex,
     _has_values,
     node_name,
@@ -63,45 +63,12 @@ class Pruner:
         self.adjacency: dict[str, list[str]] = {}
 
     def kept(self, seeds: Iterable[str], known: Iterable[str] = ()) -> set[str]:
-        """:func:`_closure` over the resolved adjacency; ``known`` is a closure already found.
+        """The closure of ``seeds``; ``known`` is a closure already found.
 
         The closure of a union is the union of the closures, so a container's
         closure can start from its parts' (their contexts are already in them).
         """
-        adjacency, index = self.adjacency, self.index
-        kept: set[str] = set(known)
-        contexts_done: set[int] = set()
-        stack = [node_name(seed) for seed in seeds]
-        while stack:
-            name = stack.pop()
-            if name in kept:
-                continue
-            targets = adjacency.get(name)
-            if targets is None:
-                if name not in self.nodes:
-                    stack.extend(index.partition_parts.get(name, ()))
-                    continue
-                targets = adjacency[name] = self._targets(name)
-            kept.add(name)
-            stack.extend(targets)
-            for context in index.context_of.get(name, ()):
-                if context not in contexts_done:
-                    contexts_done.add(context)
-                    stack.extend(index.contexts[context])
-        return kept
-
-    def _targets(self, name: str) -> list[str]:
-        """A node's inputs, colocations and the ops its VariableDef names."""
-        node = self.nodes[name]
-        targets = [node_name(ref) for ref in node.input]
-        if "_class" in node.attr:
-            targets.extend(
-                target[len(_COLOCATION_PREFIX) :].decode("utf-8")
-                for target in node.attr["_class"].list.s
-                if target.startswith(_COLOCATION_PREFIX)
-            )
-        targets.extend(self.index.variable_extras.get(name, ()))
-        return targets
+        return _closure(self.nodes, seeds, self.index, known, self.adjacency)
 
     def skeleton(
         self, kept: set[str], *, head: bool = True

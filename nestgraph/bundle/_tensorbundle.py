@@ -120,14 +120,15 @@ def _block(data: bytes, handle: tuple[int, int]) -> bytes:
     return data[offset : offset + size]
 
 
-def _entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
+def _entries(block: bytes, start: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    """The ``(key, value)`` entries of a block, from the restart point at ``start`` on."""
     if len(block) < 4:
         raise _Corrupt("a block is too short")
     (restarts,) = struct.unpack_from("<I", block, len(block) - 4)
     limit = len(block) - 4 - 4 * restarts
     if limit < 0:
         raise _Corrupt("a block's restart array is too long")
-    pos, key = 0, b""
+    pos, key = start, b""
     while pos < limit:
         shared, pos = _varint(block, pos)
         own, pos = _varint(block, pos)
@@ -172,20 +173,11 @@ def _find(block: bytes, wanted: bytes) -> bytes | None:
             low = middle
         else:
             high = middle - 1
-    pos, key = points[low], b""
-    while pos < limit:
-        shared, pos = _varint(block, pos)
-        own, pos = _varint(block, pos)
-        size, pos = _varint(block, pos)
-        if shared > len(key) or pos + own + size > limit:
-            raise _Corrupt("an entry runs past its block")
-        key = key[:shared] + block[pos : pos + own]
-        pos += own
+    for key, value in _entries(block, points[low]):
         if key == wanted:
-            return block[pos : pos + size]
+            return value
         if key > wanted:
             return None
-        pos += size
     return None
 
 
