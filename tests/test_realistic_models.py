@@ -258,3 +258,43 @@ def test_bundle_of_a_plain_class_model_loads_back_as_the_model() -> None:
         assert type(loaded.target) is QNetwork
         got = sess.run(loaded.online.q, {loaded.obs: probe})
     np.testing.assert_array_equal(got, expected)
+
+
+def test_one_network_of_the_agent_loads_through_the_index_as_through_the_full_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conftest import bundle_members, sealed
+
+    from nestgraph.bundle import _metagraph
+
+    graph, agent = _build()
+    with graph.as_default():
+        agent.train(2)  # batch norm's moving averages move through UPDATE_OPS
+        probe = np.ones((BATCH, OBS), np.float32)
+        expected = agent.sess.run(agent.target.q, {agent.obs: probe})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ng.SkippedFieldsWarning)
+            blob = ng.dumps(agent, agent.sess)
+    agent.sess.close()
+    without_index = sealed(
+        [(n, d) for n, d in bundle_members(blob) if not n.startswith("subnets.")]
+    )
+
+    def outputs(data: bytes) -> tuple[np.ndarray, set[str], np.ndarray]:
+        network, sess = ng.loads(data, subtree="target", allow=ALLOW)
+        with sess:
+            assert type(network) is QNetwork and network.activation is tf.nn.relu
+            ops = {op.name for op in sess.graph.get_operations()}
+            moving = [v for v in network.variables if "moving_mean" in v.name]
+            return sess.run(network.q, {"IteratorGetNext:0": probe}), ops, sess.run(moving[0])
+
+    full_q, full_ops, full_mean = outputs(without_index)
+    real = _metagraph.prune_meta_graph
+    monkeypatch.setattr(_metagraph, "prune_meta_graph", lambda *a: pytest.fail("pruned again"))
+    q, ops, mean = outputs(blob)
+    monkeypatch.setattr(_metagraph, "prune_meta_graph", real)
+    np.testing.assert_array_equal(q, expected)
+    np.testing.assert_array_equal(q, full_q)
+    np.testing.assert_array_equal(mean, full_mean)
+    assert ops == full_ops
+    assert not any(name.startswith("online/") for name in ops)

@@ -97,7 +97,9 @@ def test_an_index_made_for_another_spec_is_not_used(
     assert tower.out.name == "tower_1/layer_0/Relu:0"  # what the edited spec says
 
 
-def test_a_damaged_slice_is_a_bundle_error(tower_bundle: tuple[bytes, np.ndarray]) -> None:
+def test_a_damaged_slice_is_a_bundle_error(
+    tower_bundle: tuple[bytes, np.ndarray], tmp_path: Path
+) -> None:
     data, _ = tower_bundle
     members = bundle_members(data)
     offset, size, _ = _directory(members)["entries"]["towers.1"]
@@ -106,6 +108,12 @@ def test_a_damaged_slice_is_a_bundle_error(tower_bundle: tuple[bytes, np.ndarray
     damaged = sealed(_replaced(members, "subnets.bin", bytes(blob)))
     with pytest.raises(ng.BundleError, match=r"sub-network index: checksum mismatch.*'towers\.1'"):
         ng.loads(damaged, subtree="towers.1", allow=ALLOW)
+    path = tmp_path / "damaged.ng"
+    path.write_bytes(damaged)
+    with pytest.raises(ng.BundleError) as caught:
+        ng.load(path, subtree="towers.1", allow=ALLOW)
+    assert isinstance(caught.value, ng.NestgraphError)
+    assert caught.value.file == str(path) and str(path) in str(caught.value)
     ng.loads(damaged, allow=ALLOW)[1].close()  # a full load does not read the index
 
 
