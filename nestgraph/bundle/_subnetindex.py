@@ -35,6 +35,7 @@ from nestgraph._yamlio import load_yaml
 from nestgraph.bundle import _metagraph
 from nestgraph.bundle._container import SUBNET_DATA, SUBNETS
 from nestgraph.bundle._pruner import Pruner
+from nestgraph.bundle._tensorbundle import _varint
 from nestgraph.nodes import (
     DictNode,
     Leaf,
@@ -44,6 +45,7 @@ from nestgraph.nodes import (
     Ref,
     SpecNode,
     TupleNode,
+    children,
     is_branch,
     iter_nodes,
 )
@@ -111,21 +113,9 @@ def _containers(root: SpecNode) -> Iterator[tuple[PathTuple, SpecNode]]:
             if path:
                 yield path, node
             following.extend(
-                ((*path, key), child)
-                for key, child in _children(node)
-                if is_branch(child) and not isinstance(child, Ref)
+                ((*path, key), child) for key, child in children(node) if is_branch(child)
             )
         level = following
-
-
-def _children(node: SpecNode) -> Iterable[tuple[Any, SpecNode]]:
-    if isinstance(node, (ObjectNode, NamedTupleNode)):
-        return node.fields.items()
-    if isinstance(node, DictNode):
-        return node.items.items()
-    if isinstance(node, (ListNode, TupleNode)):
-        return enumerate(node.items)
-    return ()
 
 
 # --------------------------------------------------------------------------- one slice
@@ -204,7 +194,7 @@ class _Closures:
         known: set[str] = set()
         seeds: list[str] = []
         result: set[str] | None = None
-        for key, child in _children(node):
+        for key, child in children(node):
             if isinstance(child, Ref):
                 break
             if isinstance(child, Leaf):
@@ -330,17 +320,6 @@ def _merged(spans: list[tuple[int, int]]) -> list[list[int]]:
 
 
 # --------------------------------------------------------------------------- wire format
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
 
 
 def _skip(data: bytes, pos: int, wire_type: int) -> int:

@@ -27,6 +27,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from nestgraph._yamlio import load_json
 from nestgraph.bundle._container import _CORRUPT, GRAPH, SPEC, SUBNET_DATA
 from nestgraph.bundle._subnetindex import SLICE_HEADER, SUBNETS_FORMAT
+from nestgraph.bundle._tensorbundle import _put_varint
 from nestgraph.bundle._zipstream import BundleParts, read_range
 from nestgraph.errors import BundleError
 from nestgraph.paths import format_path, list_index, parse_path
@@ -237,15 +238,6 @@ def _range(item: Any, key: str) -> tuple[int, int]:
     return item[0], item[1]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 _GRAPH_DEF_TAG = b"\x12"  # MetaGraphDef.graph_def, length-delimited
 
 
@@ -253,7 +245,9 @@ def _meta_graph(skeleton: bytes, graph: bytes, key: str) -> meta_graph_pb2.MetaG
     """The skeleton with the ``NodeDef`` records added: a second ``graph_def`` merges in."""
     meta_graph = meta_graph_pb2.MetaGraphDef()
     try:
-        meta_graph.ParseFromString(skeleton + _GRAPH_DEF_TAG + _varint(len(graph)) + graph)
+        record = bytearray(_GRAPH_DEF_TAG)
+        _put_varint(record, len(graph))
+        meta_graph.ParseFromString(skeleton + record + graph)
     except DecodeError as exc:
         raise _Corrupt(f"the graph of {key!r} is not a MetaGraphDef: {exc}") from None
     return meta_graph
