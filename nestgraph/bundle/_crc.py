@@ -70,10 +70,11 @@ def crc32_combine(first: int, second: int, second_length: int) -> int:
     return first ^ second
 
 
-def _span_crc(fd: int, start: int, size: int) -> int:
-    buffer = bytearray(min(_CHUNK, max(size, 1)))
+def _span_crc(fd: int, start: int, size: int, crc: int = 0, buffer: bytearray | None = None) -> int:
+    """``crc`` carried over ``size`` bytes of ``fd`` from ``start``, read into ``buffer``."""
+    if buffer is None:
+        buffer = bytearray(min(_CHUNK, max(size, 1)))
     view = memoryview(buffer)
-    crc = 0
     done = 0
     while done < size:
         want = min(len(buffer), size - done)
@@ -179,14 +180,12 @@ class GrowingFiles:
             self._dropped.add(inode)
         if inode in self._dropped or size == done:
             return False
-        view = memoryview(buffer)
-        while done < size:
-            count = os.preadv(fd, [view[: min(len(buffer), size - done)]], done)
-            if count <= 0:
-                break
-            crc = zlib.crc32(view[:count], crc)
-            done += count
-        self._files[path] = (fd, inode, done, crc)
+        try:
+            crc = _span_crc(fd, done, size - done, crc, buffer)
+        except OSError:  # it ended early: changed under us, not appended to
+            self._dropped.add(inode)
+            return False
+        self._files[path] = (fd, inode, size, crc)
         return True
 
 
